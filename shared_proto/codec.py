@@ -1,0 +1,238 @@
+"""Pure encode/decode between messages and multipart frames. No sockets here.
+
+Wire format: frame 0 is a UTF-8 JSON object
+
+    {"v": 1, "type": "submit", "id": "...", "job": null | "...", "body": {...},
+     "buffers": [{"name": "spec.sequence.expression", "dtype": "<f4", "shape": [120, 100]}, ...]}
+
+and frames 1..n are the raw bytes of those buffers, in order. Inside `body`, an array is replaced by
+`{"$buffer": "<name>"}`. Only explicit little-endian dtypes from `ALLOWED_DTYPES` travel; `decode`
+checks every size before touching the bytes, enforces limits, and never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from .errors import ErrorCode, ProtocolError
+from .messages import ID_PATTERN, MESSAGE_TYPES, PROTOCOL_VERSION, Message
+
+ALLOWED_DTYPES: dict[str, np.dtype] = {
+    name: np.dtype(name)
+    for name in ("|b1", "|u1", "|i1", "<u2", "<i2", "<u4", "<i4", "<u8", "<i8", "<f2", "<f4", "<f8")
+}
+"""Wire dtype string -> numpy dtype. Everything little-endian and explicit."""
+
+DEFAULT_MAX_MESSAGE_BYTES = 512 * 1024 * 1024
+"""Default cap on the total size of one message (header + buffers)."""
+MAX_HEADER_BYTES = 1024 * 1024
+MAX_BUFFERS = 256
+MAX_NDIM = 8
+BUFFER_REF = "$buffer"
+_HEADER_KEYS = {"v", "type", "id", "job", "body", "buffers"}
+
+
+def _bad(code: ErrorCode, message: str, hint: str = "") -> ProtocolError:
+    return ProtocolError(code, message, hint)
+
+
+# --- encode ---------------------------------------------------------------------------------------
+
+
+def encode(message: Message) -> list[bytes | memoryview]:
+    """Message -> [header, buffer0, buffer1, ...]. Arrays are sent without copying when already contiguous LE."""
+    buffers: list[dict[str, Any]] = []
+    payloads: list[bytes | memoryview] = []
+
+    def to_json(value: Any, path: str) -> Any:
+        if isinstance(value, np.ndarray):
+            array = _wire_array(value, path)
+            buffers.append({"name": path, "dtype": array.dtype.str, "shape": list(array.shape)})
+            payloads.append(memoryview(array).cast("B") if array.size else b"")
+            return {BUFFER_REF: path}
+        if isinstance(value, enum.Enum):
+            return to_json(value.value, path)
+        if isinstance(value, dict):
+            if BUFFER_REF in value:
+                raise ValueError(f"{path}: the key {BUFFER_REF!r} is reserved by the protocol")
+            out = {}
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise TypeError(f"{path}: object keys must be strings, got {key!r}")
+                out[key] = to_json(item, f"{path}.{key}")
+            return out
+        if isinstance(value, (list, tuple)):
+            return [to_json(item, f"{path}[{i}]") for i, item in enumerate(value)]
+        if isinstance(value, (bool, np.bool_)):
+            return bool(value)
+        if isinstance(value, (int, np.integer)):
+            return int(value)
+        if isinstance(value, (float, np.floating)):
+            if not math.isfinite(value):
+                raise ValueError(f"{path}: non-finite number {value} cannot be sent")
+            return float(value)
+        if value is None or isinstance(value, str):
+            return value
+        raise TypeError(f"{path}: cannot send a {type(value).__name__} (use JSON values or numpy arrays)")
+
+    body = to_json(message.body(), "body")
+    header = {"v": PROTOCOL_VERSION, "type": message.TYPE, "id": message.id, "job": message.job,
+              "body": body, "buffers": buffers}
+    return [json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8"), *payloads]
+
+
+def _wire_array(value: np.ndarray, path: str) -> np.ndarray:
+    """A C-contiguous little-endian view or copy of `value` with an allowed dtype."""
+    dtype = value.dtype.newbyteorder("<") if value.dtype.byteorder == ">" else value.dtype
+    if dtype.str not in ALLOWED_DTYPES:
+        raise TypeError(f"{path}: dtype {value.dtype} is not sendable; allowed: {sorted(ALLOWED_DTYPES)}")
+    if value.ndim > MAX_NDIM:
+        raise ValueError(f"{path}: arrays may have at most {MAX_NDIM} dimensions, got {value.ndim}")
+    return np.ascontiguousarray(value, dtype=dtype)
+
+
+# --- decode ---------------------------------------------------------------------------------------
+
+
+def _reject_constant(name: str) -> None:
+    raise _bad(ErrorCode.BAD_VALUE, f"header contains the non-finite JSON constant {name}")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise _bad(ErrorCode.BAD_VALUE, f"header contains the out-of-range number {text[:40]}")
+    return number
+
+
+def peek_id(frames: Sequence[Any]) -> str | None:
+    """Best-effort request id of a message that failed to decode, so the failure can be correlated."""
+    try:
+        header = json.loads(bytes(memoryview(frames[0]))[:MAX_HEADER_BYTES].decode("utf-8"))
+    except (ValueError, IndexError, TypeError, RecursionError):
+        return None
+    candidate = header.get("id") if isinstance(header, dict) else None
+    return candidate if isinstance(candidate, str) and ID_PATTERN.fullmatch(candidate) else None
+
+
+def decode(frames: Sequence[Any], *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Message:
+    """[header, buffer0, ...] (bytes, memoryview or zmq.Frame) -> Message; raises ProtocolError.
+
+    Buffers become read-only numpy arrays over the received bytes (no copy).
+    """
+    if not isinstance(frames, (list, tuple)) or not frames:
+        raise _bad(ErrorCode.BAD_MESSAGE, "a message needs at least a header frame")
+    if len(frames) > MAX_BUFFERS + 1:
+        raise _bad(ErrorCode.TOO_LARGE, f"{len(frames) - 1} buffers exceed the limit of {MAX_BUFFERS}")
+    views = [memoryview(frame).cast("B") for frame in frames]
+    total = sum(view.nbytes for view in views)
+    if total > max_message_bytes:
+        raise _bad(ErrorCode.TOO_LARGE, f"message of {total} bytes exceeds the limit of {max_message_bytes}",
+                   "send large data in several messages or fetch it as an asset")
+    header = _parse_header(views[0])
+    arrays = _decode_buffers(header["buffers"], views[1:])
+    used: set[str] = set()
+    body = _resolve_refs(header["body"], arrays, used)
+    unused = sorted(set(arrays) - used)
+    if unused:
+        raise _bad(ErrorCode.BAD_BUFFER, f"buffers {unused[:5]} are not referenced by the body")
+    cls = MESSAGE_TYPES[header["type"]]
+    try:
+        return cls(id=header["id"], job=header["job"], **body)
+    except TypeError as error:  # unknown or missing fields
+        raise _bad(ErrorCode.BAD_MESSAGE, f"bad body for {header['type']!r}: {error}") from None
+
+
+def _parse_header(view: memoryview) -> dict[str, Any]:
+    if view.nbytes > MAX_HEADER_BYTES:
+        raise _bad(ErrorCode.TOO_LARGE, f"header of {view.nbytes} bytes exceeds the limit of {MAX_HEADER_BYTES}")
+    try:
+        header = json.loads(bytes(view).decode("utf-8"), parse_constant=_reject_constant,
+                            parse_float=_finite_float)
+    except UnicodeDecodeError as error:
+        raise _bad(ErrorCode.BAD_MESSAGE, f"header is not UTF-8: {error}") from None
+    except RecursionError:
+        raise _bad(ErrorCode.BAD_MESSAGE, "header JSON is nested too deeply") from None
+    except ValueError as error:
+        if isinstance(error, ProtocolError):
+            raise
+        raise _bad(ErrorCode.BAD_MESSAGE, f"header is not JSON: {error}") from None
+    if not isinstance(header, dict):
+        raise _bad(ErrorCode.BAD_MESSAGE, f"header must be a JSON object, got {type(header).__name__}")
+    missing = sorted({"v", "type", "id", "body", "buffers"} - set(header))
+    if missing:
+        raise _bad(ErrorCode.BAD_MESSAGE, f"header is missing {missing}")
+    unknown = sorted(set(header) - _HEADER_KEYS)
+    if unknown:
+        raise _bad(ErrorCode.BAD_MESSAGE, f"header has unknown keys {unknown[:10]}")
+    version = header["v"]
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise _bad(ErrorCode.BAD_MESSAGE, f"header 'v' must be an integer, got {version!r:.50}")
+    if version != PROTOCOL_VERSION:
+        raise _bad(ErrorCode.BAD_VERSION, f"protocol version {version} is not supported (this side speaks "
+                   f"{PROTOCOL_VERSION})", "update the Blender add-on and the backend to the same Keyface release")
+    if not isinstance(header["type"], str) or header["type"] not in MESSAGE_TYPES:
+        raise _bad(ErrorCode.UNKNOWN_TYPE, f"unknown message type {header['type']!r:.50}; known: "
+                   f"{sorted(MESSAGE_TYPES)}")
+    header.setdefault("job", None)
+    if not isinstance(header["body"], dict):
+        raise _bad(ErrorCode.BAD_MESSAGE, f"header 'body' must be an object, got {type(header['body']).__name__}")
+    if not isinstance(header["buffers"], list):
+        raise _bad(ErrorCode.BAD_MESSAGE, "header 'buffers' must be a list")
+    return header
+
+
+def _decode_buffers(specs: list[Any], views: list[memoryview]) -> dict[str, np.ndarray]:
+    if len(specs) != len(views):
+        raise _bad(ErrorCode.BAD_BUFFER, f"header describes {len(specs)} buffers but {len(views)} were sent")
+    arrays: dict[str, np.ndarray] = {}
+    for index, (spec, view) in enumerate(zip(specs, views)):
+        if not isinstance(spec, dict) or set(spec) != {"name", "dtype", "shape"}:
+            raise _bad(ErrorCode.BAD_BUFFER, f"buffer {index} must be {{name, dtype, shape}}, got {spec!r:.200}")
+        name, dtype_name, shape = spec["name"], spec["dtype"], spec["shape"]
+        if not isinstance(name, str) or not 0 < len(name) <= 256 or name in arrays:
+            raise _bad(ErrorCode.BAD_BUFFER, f"buffer {index} has an invalid or duplicate name {name!r:.100}")
+        if not isinstance(dtype_name, str) or dtype_name not in ALLOWED_DTYPES:
+            raise _bad(ErrorCode.BAD_DTYPE, f"buffer {name!r} has dtype {dtype_name!r:.50}; allowed: "
+                       f"{sorted(ALLOWED_DTYPES)}", "send explicit little-endian dtypes")
+        if (not isinstance(shape, list) or len(shape) > MAX_NDIM
+                or not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 2**40 for n in shape)):
+            raise _bad(ErrorCode.BAD_BUFFER, f"buffer {name!r} has an invalid shape {shape!r:.200} "
+                       f"(a list of at most {MAX_NDIM} non-negative integers)")
+        dtype = ALLOWED_DTYPES[dtype_name]
+        expected = math.prod(shape) * dtype.itemsize
+        if expected != view.nbytes:
+            raise _bad(ErrorCode.BAD_BUFFER, f"buffer {name!r} claims {dtype_name} {shape} = {expected} bytes "
+                       f"but {view.nbytes} bytes arrived")
+        array = np.frombuffer(view, dtype=dtype).reshape(shape)
+        if dtype.kind == "f" and not np.all(np.isfinite(array)):
+            raise _bad(ErrorCode.BAD_VALUE, f"buffer {name!r} contains NaN or infinity")
+        array.flags.writeable = False
+        arrays[name] = array
+    return arrays
+
+
+def _resolve_refs(value: Any, arrays: dict[str, np.ndarray], used: set[str], depth: int = 0) -> Any:
+    if depth > 64:
+        raise _bad(ErrorCode.BAD_MESSAGE, "body is nested too deeply")
+    if isinstance(value, dict):
+        if BUFFER_REF in value:
+            name = value[BUFFER_REF]
+            if len(value) != 1 or not isinstance(name, str) or name not in arrays or name in used:
+                raise _bad(ErrorCode.BAD_BUFFER, f"invalid buffer reference {value!r:.200}")
+            used.add(name)
+            return arrays[name]
+        return {key: _resolve_refs(item, arrays, used, depth + 1) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_resolve_refs(item, arrays, used, depth + 1) for item in value]
+    return value
+
+
+def total_bytes(frames: Iterable[bytes | memoryview]) -> int:
+    """Size of an encoded message on the wire (without transport overhead)."""
+    return sum(memoryview(frame).nbytes for frame in frames)
