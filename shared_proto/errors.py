@@ -37,6 +37,8 @@ class ErrorCode(str, enum.Enum):
     """A requested asset does not exist."""
     MODEL_MISSING = "model_missing"
     """A model's weights are not installed where the configuration says."""
+    OUT_OF_MEMORY = "out_of_memory"
+    """The job ran out of (GPU) memory; a lower resolution, draft quality or fewer frames may fit."""
     CANCELLED = "cancelled"
     """The job was cancelled."""
     INTERRUPTED = "interrupted"

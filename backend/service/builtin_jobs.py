@@ -1,0 +1,168 @@
+"""Jobs every backend offers, independent of models: a device check and a test-card stream."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from typing import Any
+
+import numpy as np
+
+from ..atomic import atomic_write_text
+
+
+def _int_field(spec: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
+    value = spec.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"spec.{name} must be an integer in {low}..{high}, got {value!r}")
+    return value
+
+
+def _check_keys(spec: dict[str, Any], allowed: set[str], kind: str) -> None:
+    unknown = sorted(set(spec) - allowed)
+    if unknown:
+        raise ValueError(f"{kind} does not take {unknown}; it takes {sorted(allowed)}")
+
+
+# --- diagnose ---------------------------------------------------------------------------------------
+
+
+def validate_diagnose(spec: dict[str, Any]) -> None:
+    _check_keys(spec, {"size", "repeats"}, "diagnose")
+    _int_field(spec, "size", 512, 16, 8192)
+    _int_field(spec, "repeats", 8, 1, 1000)
+
+
+def diagnose(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    """Measure the job device: matmul throughput and a memory round trip. Writes a report.json asset.
+
+    Result: {torch, device, gpu, threads, matmul_size, matmul_gflops, memory_roundtrip_ok, seconds, report}.
+    """
+    import torch
+
+    validate_diagnose(spec)
+    size, repeats = _int_field(spec, "size", 512, 16, 8192), _int_field(spec, "repeats", 8, 1, 1000)
+    start = time.perf_counter()
+    device = torch.device(ctx.device)
+    ctx.progress("device", 0, 1, f"torch {torch.__version__} on {ctx.device}")
+    generator = torch.Generator(device="cpu").manual_seed(0)
+    a = torch.randn(size, size, generator=generator).to(device)
+    b = torch.randn(size, size, generator=generator).to(device)
+    _synchronize(device)
+    elapsed = 0.0
+    for step in range(repeats):
+        t0 = time.perf_counter()
+        c = a @ b
+        _synchronize(device)
+        elapsed += time.perf_counter() - t0
+        ctx.progress("matmul", step + 1, repeats, f"{size}x{size} float32 matmul")
+    gflops = 2.0 * size**3 * repeats / max(elapsed, 1e-9) / 1e9
+    reference = (a.cpu().double() @ b.cpu().double()).float()
+    matmul_error = float((c.cpu() - reference).abs().max() / reference.abs().max())
+    ctx.progress("memory", 0, 1, "host <-> device round trip")
+    probe = torch.arange(1 << 20, dtype=torch.int32)
+    roundtrip_ok = bool(torch.equal(probe.to(device).cpu(), probe))
+    ctx.progress("memory", 1, 1)
+    from .device import gpu_info
+
+    result = {
+        "torch": torch.__version__, "device": ctx.device, "gpu": gpu_info(ctx.device),
+        "threads": torch.get_num_threads(), "python": platform.python_version(),
+        "matmul_size": size, "matmul_gflops": round(gflops, 2), "matmul_relative_error": matmul_error,
+        "memory_roundtrip_ok": roundtrip_ok, "seconds": round(time.perf_counter() - start, 3),
+    }
+    report = atomic_write_text(ctx.workdir / "report.json", json.dumps(result, indent=1))
+    return {**result, "report": ctx.asset_name(report)}
+
+
+def _synchronize(device: Any) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+# --- test pattern -----------------------------------------------------------------------------------
+
+_BARS = np.array([[191, 191, 191], [191, 191, 0], [0, 191, 191], [0, 191, 0], [191, 0, 191], [191, 0, 0],
+                  [0, 0, 191]], dtype=np.uint8)
+COUNTER_BITS = 24
+"""Frames carry their index as a 24-bit black/white strip at the bottom (see `read_counter`)."""
+
+
+def validate_test_pattern(spec: dict[str, Any]) -> None:
+    _check_keys(spec, {"width", "height", "count", "write"}, "test_pattern")
+    _int_field(spec, "width", 512, COUNTER_BITS, 8192)
+    _int_field(spec, "height", 512, 16, 8192)
+    _int_field(spec, "count", 24, 1, 100_000)
+    if not isinstance(spec.get("write", False), bool):
+        raise ValueError(f"spec.write must be true or false, got {spec['write']!r}")
+
+
+def test_card(width: int, height: int) -> np.ndarray:
+    """[H, W, 4] uint8 static card: colour bars, a grey ramp, and an alpha ramp in the right tenth."""
+    card = np.zeros((height, width, 4), dtype=np.uint8)
+    columns = np.minimum(np.arange(width) * len(_BARS) // width, len(_BARS) - 1)
+    bars_end = height * 2 // 3
+    card[:bars_end, :, :3] = _BARS[columns][None]
+    ramp = np.linspace(0, 255, width).astype(np.uint8)
+    card[bars_end:, :, :3] = ramp[None, :, None]
+    card[..., 3] = 255
+    alpha_start = width * 9 // 10
+    card[:, alpha_start:, 3] = np.linspace(255, 0, width - alpha_start).astype(np.uint8)[None]
+    return card
+
+
+def stamp(card: np.ndarray, index: int, count: int) -> np.ndarray:
+    """A copy of `card` with a moving white disc and `index` encoded in the bottom strip."""
+    height, width = card.shape[:2]
+    frame = card.copy()
+    radius = max(2, min(width, height) // 12)
+    cx = radius + (width - 2 * radius) * index // max(count - 1, 1)
+    cy = height // 3
+    y0, y1, x0, x1 = max(cy - radius, 0), min(cy + radius, height), max(cx - radius, 0), min(cx + radius, width)
+    yy, xx = np.mgrid[y0:y1, x0:x1]
+    frame[y0:y1, x0:x1, :3][(yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2] = 255
+    cell = width // COUNTER_BITS
+    strip = max(2, height // 32)
+    bits = (index >> np.arange(COUNTER_BITS)) & 1
+    frame[height - strip:, : cell * COUNTER_BITS, :3] = np.repeat(bits * 255, cell).astype(np.uint8)[None, :, None]
+    return frame
+
+
+def read_counter(frame: np.ndarray) -> int:
+    """The frame index a `stamp`ed frame carries."""
+    height, width = frame.shape[:2]
+    cell = width // COUNTER_BITS
+    row = frame[height - 1, : cell * COUNTER_BITS, 0].reshape(COUNTER_BITS, cell)[:, cell // 2]
+    return int(sum(1 << bit for bit in range(COUNTER_BITS) if row[bit] > 127))
+
+
+def test_pattern(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    """Stream `count` test-card frames (optionally also written as PNGs into the job folder).
+
+    Result: {frames, width, height, seconds, files?: [asset names]}.
+    """
+    validate_test_pattern(spec)
+    width, height = spec.get("width", 512), spec.get("height", 512)
+    count, write = spec.get("count", 24), spec.get("write", False)
+    card = test_card(width, height)
+    start = time.perf_counter()
+    files = []
+    for index in range(count):
+        frame = stamp(card, index, count)
+        ctx.frame(index, frame)
+        if write:
+            import imageio.v3 as iio
+
+            with ctx.atomic_path(f"frames/frame_{index:04d}.png") as temp:
+                iio.imwrite(temp, frame, extension=".png")
+            files.append(ctx.asset_name(ctx.workdir / f"frames/frame_{index:04d}.png"))
+        ctx.progress("frames", index + 1, count)
+    result = {"frames": count, "width": width, "height": height, "seconds": round(time.perf_counter() - start, 4)}
+    if write:
+        result["files"] = files
+    return result

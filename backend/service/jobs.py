@@ -1,0 +1,34 @@
+"""The table of job kinds this backend runs. A job is a plain function `run(spec, ctx) -> result dict`."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+from . import builtin_jobs
+
+RunFn = Callable[[dict[str, Any], Any], dict[str, Any]]
+ValidateFn = Callable[[dict[str, Any]], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class JobKind:
+    name: str
+    """The `kind` a client submits."""
+    run: RunFn
+    """Runs on a worker thread; raises JobError/ValueError to fail, returns the result body."""
+    summary: str
+    """One line for humans (the add-on shows it)."""
+    validate: ValidateFn | None = None
+    """Cheap spec check run before the job is queued, so a bad spec fails at once; raises ValueError."""
+
+
+def job_table() -> dict[str, JobKind]:
+    """Every job kind, by name."""
+    kinds = [
+        JobKind("diagnose", builtin_jobs.diagnose, "check the compute device: torch, memory and throughput",
+                builtin_jobs.validate_diagnose),
+        JobKind("test_pattern", builtin_jobs.test_pattern, "stream a test-card frame sequence (checks the frame "
+                "path end to end)", builtin_jobs.validate_test_pattern),
+    ]
+    return {kind.name: kind for kind in kinds}

@@ -1,0 +1,429 @@
+"""The ZeroMQ service: one I/O thread owns the ROUTER socket, worker threads run jobs from a queue.
+
+    client DEALER ──tcp──> ROUTER (I/O thread) ──queue──> worker threads ──inproc PUSH──> PULL (I/O thread)
+
+Workers never touch the ROUTER: they encode their replies and push them over inproc; the I/O thread
+routes each to the client currently attached to that job. Replies to a client that stopped reading wait
+in a bounded outbox (back-pressure reaches the job); a client that vanished is detached and its jobs
+keep running, so a reconnecting client can `status --attach` and get the stream and result back.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zmq
+
+from shared_proto import (
+    PROTOCOL_VERSION,
+    Accepted,
+    Cancel,
+    ErrorCode,
+    Failed,
+    Fetch,
+    Hello,
+    Jobs,
+    Message,
+    ProtocolError,
+    Result,
+    Status,
+    Submit,
+    Welcome,
+    decode,
+    encode,
+    peek_id,
+)
+
+from .. import __version__
+from ..errors import JobCancelled
+from . import security
+from .config import ServerConfig
+from .context import JobContext
+from .device import gpu_info, resolve_device
+from .failures import describe_failure
+from .jobs import JobKind, job_table
+from .registry import JobRecord, JobRegistry, JobState
+from .workspace import Workspace
+
+log = logging.getLogger("keyface.backend")
+
+OUTBOX_LIMIT = 16
+"""Replies waiting for slow clients before the I/O thread stops taking more from the workers."""
+INPROC_HWM = 4
+MAX_STATUS_JOBS = 200
+
+
+class Server:
+    """A running backend. `start()` binds and returns the endpoint; `stop()` shuts down cleanly."""
+
+    def __init__(self, config: ServerConfig, jobs: dict[str, JobKind] | None = None) -> None:
+        security.check_bind(config.bind, config.curve_keys)
+        self.config = config
+        self.jobs = jobs if jobs is not None else job_table()
+        self.device = resolve_device(config.device)
+        self.workspace = Workspace(config.workspace)
+        self.registry = JobRegistry(self.workspace)
+        self.endpoint = ""
+        self._context = zmq.Context()
+        self._queue: queue.Queue[str] = queue.Queue(maxsize=config.max_queue)
+        self._inproc = f"inproc://keyface-outbox-{id(self)}"
+        self._stopping = threading.Event()  # workers take no new jobs
+        self._io_stop = threading.Event()  # the I/O thread exits after flushing
+        self._threads: list[threading.Thread] = []
+        self._authenticator: Any = None
+        self._router: zmq.Socket | None = None
+        self._pull: zmq.Socket | None = None
+        self._outbox: dict[bytes, collections.deque] = {}
+        self._blocked_since: dict[bytes, float] = {}
+        self._pending = 0
+        self._flush_deadline = 0.0  # after stop(): how long the I/O thread may still flush replies
+
+    # --- lifecycle ---
+
+    def start(self) -> str:
+        """Bind, start the I/O thread and workers; return the bound endpoint."""
+        router = self._context.socket(zmq.ROUTER)
+        router.setsockopt(zmq.LINGER, 0)
+        router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        router.setsockopt(zmq.SNDHWM, OUTBOX_LIMIT)
+        router.setsockopt(zmq.MAXMSGSIZE, self.config.max_message_bytes)
+        router.setsockopt(zmq.HEARTBEAT_IVL, int(self.config.heartbeat_s * 1000))
+        router.setsockopt(zmq.HEARTBEAT_TIMEOUT, int(self.config.heartbeat_s * 5000))
+        if self.config.curve_keys is not None:
+            self._enable_curve(router, self.config.curve_keys)
+        try:
+            router.bind(self.config.bind)
+        except zmq.ZMQError as error:
+            router.close()
+            self._shutdown_context()
+            raise OSError(f"cannot bind {self.config.bind}: {error}") from None
+        self.endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
+        pull = self._context.socket(zmq.PULL)
+        pull.setsockopt(zmq.RCVHWM, INPROC_HWM)
+        pull.bind(self._inproc)
+        self._router, self._pull = router, pull
+        self._threads.append(threading.Thread(target=self._io_loop, name="keyface-io", daemon=True))
+        for index in range(self.config.workers):
+            self._threads.append(threading.Thread(target=self._worker_loop, name=f"keyface-worker-{index}",
+                                                  daemon=True))
+        for thread in self._threads:
+            thread.start()
+        log.info("listening on %s (device %s, workspace %s)", self.endpoint, self.device, self.workspace.root)
+        return self.endpoint
+
+    def _enable_curve(self, router: zmq.Socket, keys: Path) -> None:
+        import zmq.auth
+        from zmq.auth.thread import ThreadAuthenticator
+
+        self._authenticator = ThreadAuthenticator(self._context)
+        self._authenticator.start()
+        self._authenticator.configure_curve(domain="*", location=str(security.authorized_clients_dir(keys)))
+        public, secret = zmq.auth.load_certificate(security.server_secret_key_path(keys))
+        router.curve_secretkey = secret
+        router.curve_publickey = public
+        router.curve_server = True
+
+    def wait(self) -> None:
+        """Block until `stop()` is called (from a signal handler or another thread)."""
+        while not self._io_stop.is_set():
+            self._io_stop.wait(0.5)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop taking jobs, interrupt running ones (they checkpoint), flush replies, close sockets."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        for record in self.registry.all():
+            if record.state is JobState.RUNNING:
+                record.cancel.set()
+        deadline = time.monotonic() + timeout
+        workers = [t for t in self._threads if t.name.startswith("keyface-worker")]
+        for thread in workers:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._flush_deadline = time.monotonic() + 2.0
+        self._io_stop.set()
+        for thread in self._threads:
+            if thread not in workers:
+                thread.join(max(0.5, deadline - time.monotonic()))
+        if any(thread.is_alive() for thread in self._threads):
+            log.warning("a job did not stop within %.0f s; exiting without waiting for it", timeout)
+            return
+        self._shutdown_context()
+
+    def _shutdown_context(self) -> None:
+        if self._authenticator is not None:
+            self._authenticator.stop()
+        self._context.term()
+
+    # --- I/O thread ---
+
+    def _io_loop(self) -> None:
+        router, pull = self._router, self._pull
+        poller = zmq.Poller()
+        poller.register(router, zmq.POLLIN)
+        poller.register(pull, zmq.POLLIN)
+        try:
+            while not self._io_stop.is_set() or (self._pending and time.monotonic() < self._flush_deadline):
+                # stop taking worker replies while slow clients hold OUTBOX_LIMIT of them (back-pressure)
+                poller.modify(pull, zmq.POLLIN if self._pending < OUTBOX_LIMIT else 0)
+                events = dict(poller.poll(5 if self._pending else 100))
+                if events.get(router):
+                    self._receive_requests(router)
+                if events.get(pull):
+                    self._forward_replies(pull)
+                if self._pending:
+                    self._flush(router)
+        finally:
+            router.close(linger=0)
+            pull.close(linger=0)
+
+    def _receive_requests(self, router: zmq.Socket) -> None:
+        for _ in range(64):  # bounded, so replies keep flowing under a request flood
+            try:
+                frames = router.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            peer, payload = frames[0].bytes, frames[1:]
+            try:
+                self._handle(peer, payload)
+            except Exception as error:  # the server never dies on one request
+                log.exception("internal error handling a request")
+                self._reply(peer, Failed(id=peek_id(payload) or "-", code=ErrorCode.INTERNAL,
+                                         message=f"{type(error).__name__}: {error}",
+                                         hint="this is a bug in the backend; its log has the traceback"))
+
+    def _handle(self, peer: bytes, payload: list[Any]) -> None:
+        try:
+            message = decode(payload, max_message_bytes=self.config.max_message_bytes)
+            if not message.REQUEST:
+                raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"{message.TYPE!r} is a reply, not a request",
+                                    "send hello, submit, cancel, status or fetch")
+        except ProtocolError as error:
+            log.debug("rejected a message from %s: %s", peer.hex(), error)
+            self._reply(peer, Failed(id=peek_id(payload) or "-", code=error.code, message=error.message,
+                                     hint=error.hint or "the client sent a malformed message; update it"))
+            return
+        handler = {Hello: self._on_hello, Submit: self._on_submit, Cancel: self._on_cancel,
+                   Status: self._on_status, Fetch: self._on_fetch}[type(message)]
+        try:
+            handler(peer, message)
+        except ProtocolError as error:
+            self._reply(peer, Failed(id=message.id, job=message.job, code=error.code, message=error.message,
+                                     hint=error.hint))
+
+    def _on_hello(self, peer: bytes, message: Hello) -> None:
+        self._reply(peer, Welcome(
+            id=message.id, protocol=PROTOCOL_VERSION, server=f"keyface-backend {__version__}",
+            capabilities=sorted(self.jobs), device=self.device, gpu=gpu_info(self.device),
+            limits={"max_message_bytes": self.config.max_message_bytes, "max_queue": self.config.max_queue,
+                    "workers": self.config.workers},
+        ))
+
+    def _on_submit(self, peer: bytes, message: Submit) -> None:
+        existing = self.registry.by_request(message.id)
+        if existing is not None:  # a retried submit: same job, now streaming to this peer
+            self.registry.update(existing, peer=peer)
+            self._reply(peer, Accepted(id=message.id, job=existing.job, kind=existing.kind,
+                                       position=self.registry.queued_before(existing)))
+            return
+        kind = self.jobs.get(message.kind)
+        if kind is None:
+            raise ProtocolError(ErrorCode.UNKNOWN_JOB_KIND, f"unknown job kind {message.kind!r}",
+                                f"this backend runs: {', '.join(sorted(self.jobs))}")
+        if kind.validate is not None:
+            try:
+                kind.validate(message.spec)
+            except (ValueError, TypeError) as error:
+                code = error.code if isinstance(error, ProtocolError) else ErrorCode.BAD_SPEC
+                raise ProtocolError(code, str(error), f"fix the {kind.name} settings and submit again") from None
+        if self._stopping.is_set():
+            raise ProtocolError(ErrorCode.QUEUE_FULL, "the backend is shutting down", "start it again")
+        record = self.registry.create(kind.name, message.id, message.spec, peer)
+        try:
+            self._queue.put_nowait(record.job)
+        except queue.Full:
+            self.registry.update(record, state=JobState.FAILED, finished=time.time(), persist=True,
+                                 error={"code": "queue_full", "message": "queue full", "hint": ""})
+            raise ProtocolError(ErrorCode.QUEUE_FULL, f"{self.config.max_queue} jobs are already waiting",
+                                "wait for running jobs to finish, or cancel some") from None
+        self._reply(peer, Accepted(id=message.id, job=record.job, kind=record.kind,
+                                   position=self.registry.queued_before(record)))
+
+    def _on_cancel(self, peer: bytes, message: Cancel) -> None:
+        record = self._known_job(message.job)
+        record.cancel.set()
+        with self.registry.lock:
+            was_queued = record.state is JobState.QUEUED
+            if was_queued:
+                self.registry.update(record, state=JobState.CANCELLED, finished=time.time(), persist=True,
+                                     error={"code": ErrorCode.CANCELLED.value, "message": "cancelled while queued",
+                                            "hint": ""})
+        self._reply(peer, Jobs(id=message.id, job=record.job, jobs=[record.info()]))
+        if was_queued and record.peer is not None:
+            self._reply(record.peer, Failed(id=record.request_id, job=record.job, code=ErrorCode.CANCELLED,
+                                            message="cancelled while queued"))
+
+    def _on_status(self, peer: bytes, message: Status) -> None:
+        if message.job is None:
+            infos = [record.info() for record in self.registry.all()[-MAX_STATUS_JOBS:]]
+            self._reply(peer, Jobs(id=message.id, jobs=infos))
+            return
+        record = self._known_job(message.job)
+        if message.attach:
+            self.registry.update(record, peer=peer)
+        self._reply(peer, Jobs(id=message.id, job=record.job, jobs=[record.info()]))
+        if message.attach and record.state.finished:
+            self._reply(peer, self._terminal_message(record))
+
+    def _on_fetch(self, peer: bytes, message: Fetch) -> None:
+        path = self.workspace.resolve(message.asset)
+        total = path.stat().st_size
+        if message.offset > total:
+            raise ProtocolError(ErrorCode.BAD_VALUE, f"offset {message.offset} is past the end of "
+                                f"{message.asset!r} ({total} bytes)")
+        with open(path, "rb") as handle:
+            handle.seek(message.offset)
+            data = handle.read(message.length)
+        self._reply(peer, Result(id=message.id, result={
+            "asset": message.asset, "offset": message.offset, "size": len(data), "total": total,
+            "data": np.frombuffer(data, dtype=np.uint8)}))
+
+    def _known_job(self, job: str | None) -> JobRecord:
+        record = self.registry.get(job) if job else None
+        if record is None:
+            raise ProtocolError(ErrorCode.UNKNOWN_JOB, f"no job {job!r} on this backend",
+                                "the job may belong to another backend or workspace")
+        return record
+
+    @staticmethod
+    def _terminal_message(record: JobRecord) -> Message:
+        if record.state is JobState.DONE:
+            return Result(id=record.request_id, job=record.job, result=record.result or {})
+        error = record.error or {}
+        try:
+            code = ErrorCode(error.get("code", "internal"))
+        except ValueError:
+            code = ErrorCode.INTERNAL
+        return Failed(id=record.request_id, job=record.job, code=code, message=error.get("message", ""),
+                      hint=error.get("hint", ""))
+
+    def _reply(self, peer: bytes, message: Message) -> None:
+        self._enqueue(peer, encode(message))
+
+    def _forward_replies(self, pull: zmq.Socket) -> None:
+        while self._pending < OUTBOX_LIMIT:
+            try:
+                frames = pull.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            record = self.registry.get(frames[0].bytes.decode())
+            if record is not None and record.peer is not None:
+                self._enqueue(record.peer, frames[1:])
+
+    def _enqueue(self, peer: bytes, frames: list[Any]) -> None:
+        self._outbox.setdefault(peer, collections.deque()).append(frames)
+        self._pending += 1
+        self._flush(self._router)
+
+    def _flush(self, router: zmq.Socket) -> None:
+        now = time.monotonic()
+        for peer in list(self._outbox):
+            box = self._outbox[peer]
+            while box:
+                try:
+                    router.send_multipart([peer, *box[0]], flags=zmq.NOBLOCK, copy=False)
+                except zmq.Again:  # the client is not reading: keep its replies, up to send_timeout_s
+                    since = self._blocked_since.setdefault(peer, now)
+                    if now - since > self.config.send_timeout_s:
+                        log.warning("client %s stopped reading; dropping its replies", peer.hex())
+                        self._drop_peer(peer)
+                    break
+                except zmq.ZMQError as error:
+                    if error.errno != zmq.EHOSTUNREACH:
+                        raise
+                    self._drop_peer(peer)  # the client is gone; its jobs keep running
+                    break
+                box.popleft()
+                self._pending -= 1
+                self._blocked_since.pop(peer, None)
+            if not box:
+                self._outbox.pop(peer, None)
+
+    def _drop_peer(self, peer: bytes) -> None:
+        self._pending -= len(self._outbox.pop(peer, ()))
+        self._blocked_since.pop(peer, None)
+        self.registry.detach_peer(peer)
+
+    # --- workers ---
+
+    def _worker_loop(self) -> None:
+        push = self._context.socket(zmq.PUSH)
+        push.setsockopt(zmq.SNDHWM, INPROC_HWM)
+        push.setsockopt(zmq.LINGER, 2000)
+        push.connect(self._inproc)
+        lock = threading.Lock()
+        try:
+            while not self._stopping.is_set():
+                try:
+                    job_id = self._queue.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                record = self.registry.get(job_id)
+                with self.registry.lock:
+                    if record is None or record.state is not JobState.QUEUED:
+                        continue
+                    self.registry.update(record, state=JobState.RUNNING, started=time.time(), persist=True)
+                self._run_job(record, lambda message: self._push(push, lock, record.job, message))
+        finally:
+            push.close()
+
+    def _push(self, push: zmq.Socket, lock: threading.Lock, job: str, message: Message) -> None:
+        frames = [job.encode(), *encode(message)]
+        with lock:
+            while True:
+                try:
+                    push.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+                    return
+                except zmq.Again:
+                    if self._io_stop.is_set():
+                        return
+                    push.poll(100, zmq.POLLOUT)
+
+    def _run_job(self, record: JobRecord, emit: Any) -> None:
+        kind = self.jobs[record.kind]
+        ctx = JobContext(record, self.registry, self.workspace, self.device, emit)
+        log.info("job %s (%s) started", record.job, record.kind)
+        try:
+            result = kind.run(record.spec, ctx)
+            if not isinstance(result, dict):
+                raise TypeError(f"job {record.kind} returned {type(result).__name__}, not a dict")
+        except JobCancelled:
+            state = JobState.INTERRUPTED if self._stopping.is_set() else JobState.CANCELLED
+            code = ErrorCode.INTERRUPTED if state is JobState.INTERRUPTED else ErrorCode.CANCELLED
+            hint = "submit it again to resume" if state is JobState.INTERRUPTED else ""
+            self._finish(record, emit, state, error=(code, f"{record.kind} job {state.value}", hint))
+        except Exception as error:  # every failure becomes a `failed` reply
+            self._finish(record, emit, JobState.FAILED, error=describe_failure(error, record.job))
+        else:
+            self._finish(record, emit, JobState.DONE, result=result)
+
+    def _finish(self, record: JobRecord, emit: Any, state: JobState, result: dict | None = None,
+                error: tuple[ErrorCode, str, str] | None = None) -> None:
+        error_info = None if error is None else {"code": error[0].value, "message": error[1], "hint": error[2]}
+        self.registry.update(record, state=state, finished=time.time(), result=result, error=error_info,
+                             eta_s=None, persist=True)
+        log.info("job %s (%s) %s%s", record.job, record.kind, state.value, f": {error[1]}" if error else "")
+        try:
+            emit(self._terminal_message(record))
+        except (TypeError, ValueError) as bad_result:  # a result that cannot be encoded
+            self.registry.update(record, state=JobState.FAILED, result=None, persist=True,
+                                 error={"code": "internal", "message": f"unsendable result: {bad_result}",
+                                        "hint": "this is a bug in the job"})
+            emit(self._terminal_message(record))
