@@ -93,7 +93,7 @@ def _wire_array(value: np.ndarray, path: str) -> np.ndarray:
         raise TypeError(f"{path}: dtype {value.dtype} is not sendable; allowed: {sorted(ALLOWED_DTYPES)}")
     if value.ndim > MAX_NDIM:
         raise ValueError(f"{path}: arrays may have at most {MAX_NDIM} dimensions, got {value.ndim}")
-    return np.ascontiguousarray(value, dtype=dtype)
+    return np.asarray(value, dtype=dtype, order="C")
 
 
 # --- decode ---------------------------------------------------------------------------------------
