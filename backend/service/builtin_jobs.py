@@ -116,20 +116,34 @@ def test_card(width: int, height: int) -> np.ndarray:
     return card
 
 
-def stamp(card: np.ndarray, index: int, count: int) -> np.ndarray:
-    """A copy of `card` with a moving white disc and `index` encoded in the bottom strip."""
+_RGB_BITS = np.uint32(0x00FFFFFF)  # RGBA uint8 pixels seen as little-endian uint32: R is the low byte
+_ALPHA_BITS = np.uint32(0xFF000000)
+
+
+def disc_offsets(radius: int, width: int) -> np.ndarray:
+    """[P] flat pixel offsets (row stride `width`) of a disc of `radius` around its centre."""
+    yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+    inside = yy**2 + xx**2 <= radius**2
+    return (yy[inside] * width + xx[inside]).astype(np.int64)
+
+
+def stamp(card: np.ndarray, index: int, count: int, disc: np.ndarray | None = None) -> np.ndarray:
+    """A copy of `card` with a white disc moving left to right and `index` encoded in the bottom strip.
+
+    `disc` is `disc_offsets(radius, width)` (computed when omitted). The disc stays inside the frame.
+    """
     height, width = card.shape[:2]
     frame = card.copy()
+    pixels = frame.view(np.uint32)[..., 0]  # [H, W]
     radius = max(2, min(width, height) // 12)
+    disc = disc_offsets(radius, width) if disc is None else disc
     cx = radius + (width - 2 * radius) * index // max(count - 1, 1)
-    cy = height // 3
-    y0, y1, x0, x1 = max(cy - radius, 0), min(cy + radius, height), max(cx - radius, 0), min(cx + radius, width)
-    yy, xx = np.mgrid[y0:y1, x0:x1]
-    frame[y0:y1, x0:x1, :3][(yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2] = 255
+    pixels.reshape(-1)[(height // 3) * width + cx + disc] |= _RGB_BITS
     cell = width // COUNTER_BITS
-    strip = max(2, height // 32)
-    bits = (index >> np.arange(COUNTER_BITS)) & 1
-    frame[height - strip:, : cell * COUNTER_BITS, :3] = np.repeat(bits * 255, cell).astype(np.uint8)[None, :, None]
+    strip = pixels[height - max(2, height // 32):, : cell * COUNTER_BITS]  # [h, 24 * cell]
+    bits = np.repeat(((index >> np.arange(COUNTER_BITS)) & 1).astype(np.uint32) * _RGB_BITS, cell)
+    strip &= _ALPHA_BITS
+    strip |= bits
     return frame
 
 
@@ -150,10 +164,11 @@ def test_pattern(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
     width, height = spec.get("width", 512), spec.get("height", 512)
     count, write = spec.get("count", 24), spec.get("write", False)
     card = test_card(width, height)
+    disc = disc_offsets(max(2, min(width, height) // 12), width)
     start = time.perf_counter()
     files = []
     for index in range(count):
-        frame = stamp(card, index, count)
+        frame = stamp(card, index, count, disc)
         ctx.frame(index, frame)
         if write:
             import imageio.v3 as iio
