@@ -21,6 +21,10 @@ import numpy as np
 import scipy.sparse
 
 
+class RefusedError(pickle.UnpicklingError):
+    """The pickle names something this loader does not allow (code to run, an unknown class)."""
+
+
 class ChumpyArray:
     """Stands in for a chumpy object: keeps the pickled state; `array` is its stored array `x`."""
 
@@ -82,14 +86,14 @@ def _reconstructor(cls: type, base: type, state: Any) -> Any:
     """`copyreg._reconstructor` (protocol 0/1 pickles of new-style objects), limited to the stub classes."""
     if not (isinstance(cls, type) and issubclass(cls, (ChumpyArray, SparseMatrix)) and base is object
             and state is None):
-        raise pickle.UnpicklingError(f"refused copyreg._reconstructor({cls!r}, {base!r}, {state!r})")
+        raise RefusedError(f"refused copyreg._reconstructor({cls!r}, {base!r}, {state!r})")
     return cls()
 
 
 def _encode_latin1(text: Any, encoding: Any = "utf-8") -> bytes:
     """`_codecs.encode`, which Python 3 writes for bytes in protocol-2 pickles; only latin-1 text is accepted."""
     if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-        raise pickle.UnpicklingError(f"refused _codecs.encode of {type(text).__name__} with encoding {encoding!r}")
+        raise RefusedError(f"refused _codecs.encode of {type(text).__name__} with encoding {encoding!r}")
     return codecs.encode(text, "latin1")
 
 
@@ -120,12 +124,12 @@ class RestrictedUnpickler(pickle.Unpickler):
             return _SPARSE[name]
         found = _ALLOWED.get(module, {}).get(name)
         if found is None:
-            raise pickle.UnpicklingError(f"refused to load global '{module}.{name}': FLAME files hold only "
+            raise RefusedError(f"refused to load global '{module}.{name}': FLAME files hold only "
                                          "arrays, and this loader never runs code named by a file")
         return found
 
     def persistent_load(self, pid: Any) -> Any:
-        raise pickle.UnpicklingError(f"refused persistent id {pid!r}")
+        raise RefusedError(f"refused persistent id {pid!r}")
 
 
 def load_restricted(stream: BinaryIO | bytes) -> Any:
