@@ -174,7 +174,7 @@ def test_pattern(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
             import imageio.v3 as iio
 
             with ctx.atomic_path(f"frames/frame_{index:04d}.png") as temp:
-                iio.imwrite(temp, frame, extension=".png")
+                iio.imwrite(temp, frame)
             files.append(ctx.asset_name(ctx.workdir / f"frames/frame_{index:04d}.png"))
         ctx.progress("frames", index + 1, count)
     result = {"frames": count, "width": width, "height": height, "seconds": round(time.perf_counter() - start, 4)}
