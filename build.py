@@ -150,11 +150,11 @@ def demo(demo_args: list[str]) -> int:
     return subprocess.run([str(python), "-m", "backend", "demo", *demo_args], cwd=ROOT).returncode
 
 
-def addon() -> int:
+def addon(dist: Path = ROOT / "dist") -> Path:
     """Zip blender_addon/ with the protocol and client vendored inside, as a Blender 4.2+ extension."""
     manifest = tomllib.loads((ROOT / "blender_addon" / "blender_manifest.toml").read_text(encoding="utf-8"))
-    out = ROOT / "dist" / f"keyface-{manifest['version']}.zip"
-    out.parent.mkdir(exist_ok=True)
+    out = Path(dist) / f"keyface-{manifest['version']}.zip"
+    out.parent.mkdir(parents=True, exist_ok=True)
     sources = [(ROOT / "blender_addon", Path("."))]
     sources += [(ROOT / name, Path("vendor") / name) for name in ("shared_proto", "shared_client")]
     tmp = out.with_suffix(".zip.tmp")
@@ -164,8 +164,8 @@ def addon() -> int:
                 if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
                     archive.write(path, (prefix / path.relative_to(source)).as_posix())
     tmp.replace(out)
-    log(f"wrote {out.relative_to(ROOT)}")
-    return 0
+    log(f"wrote {out}")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -179,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         return test(rest)
     if args.command == "demo":
         return demo(rest)
-    return addon()
+    addon()
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,10 +1,17 @@
-"""Suite-wide setup: keep bpy/torch/hub caches out of the user's home, and share fixtures."""
+"""Suite-wide setup (keep bpy/torch/hub caches out of the user's home) and real-backend fixtures."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
+
+import pytest
 
 # Before anything imports torch, bpy or huggingface: point HOME and the XDG dirs at a throwaway folder
 # and forbid hub downloads (tests never fetch weights).
@@ -17,3 +24,84 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class BackendProcess:
+    """`python -m backend serve` in a subprocess, with its own workspace and log file."""
+
+    def __init__(self, folder: Path, *args: str, bind: str = "tcp://127.0.0.1:*") -> None:
+        self.folder = folder
+        self.workspace = folder / "workspace"
+        self.args = ["--bind", bind, "--workspace", str(self.workspace), "--device", "cpu", *args]
+        self.process: subprocess.Popen | None = None
+        self.endpoint = ""
+        self.log_path = folder / "backend.log"
+
+    def start(self, timeout: float = 90.0) -> str:
+        ready = self.folder / "ready.json"
+        ready.unlink(missing_ok=True)
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "backend", "serve", *self.args, "--ready-file", str(ready)],
+            cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+        log.close()
+        deadline = time.monotonic() + timeout
+        while not ready.exists():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"backend exited with {self.process.returncode}:\n{self.log()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"backend not ready after {timeout} s:\n{self.log()}")
+            time.sleep(0.05)
+        self.endpoint = json.loads(ready.read_text())["endpoint"]
+        return self.endpoint
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
+        if self.process is None or self.process.poll() is not None:
+            return None if self.process is None else self.process.returncode
+        self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait(timeout)
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@pytest.fixture
+def backend(tmp_path):
+    """A fresh backend for one test."""
+    process = BackendProcess(tmp_path)
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_backend(tmp_path_factory):
+    """One backend for the tests of a module that leave it in a usable state."""
+    process = BackendProcess(tmp_path_factory.mktemp("backend"))
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def make_backend(tmp_path):
+    """Factory for backends with extra arguments; all are stopped after the test."""
+    started: list[BackendProcess] = []
+
+    def make(*args: str, bind: str = "tcp://127.0.0.1:*", folder: Path | None = None) -> BackendProcess:
+        target = folder or tmp_path / f"backend{len(started)}"
+        target.mkdir(parents=True, exist_ok=True)
+        process = BackendProcess(target, *args, bind=bind)
+        started.append(process)
+        return process
+
+    yield make
+    for process in started:
+        process.stop()
