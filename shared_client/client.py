@@ -239,15 +239,17 @@ class Client:
         """The next decodable message within `timeout` seconds (None on silence)."""
         deadline = time.monotonic() + max(timeout, 0.0)
         while True:
-            remaining_ms = max(0, int((deadline - time.monotonic()) * 1000))
-            if not self.socket.poll(remaining_ms, zmq.POLLIN):
-                return None
-            frames = self.socket.recv_multipart(copy=False)
+            try:
+                frames = self.socket.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                remaining_ms = int((deadline - time.monotonic()) * 1000)
+                if remaining_ms <= 0 or not self.socket.poll(remaining_ms, zmq.POLLIN):
+                    return None
+                continue
             try:
                 return decode(frames, max_message_bytes=self.max_message_bytes)
             except ProtocolError:
-                if time.monotonic() >= deadline:
-                    return None  # ignore garbage; keep waiting for a real reply
+                continue  # ignore garbage; keep waiting for a real reply
 
     def _dispatch(self, message: Message) -> None:
         job = self._jobs.get(message.job) if message.job else None
