@@ -56,6 +56,7 @@ class FlameFileError(ValueError):
         super().__init__(f"{os.fspath(path)}: {problem}. {hint}")
         self.path = Path(path)
         self.problem = problem
+        self.hint = hint
 
 
 class FlameFileMissingError(FlameFileError, FileNotFoundError):

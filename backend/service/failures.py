@@ -7,6 +7,7 @@ import logging
 from shared_proto import ErrorCode, ProtocolError
 
 from ..errors import JobError
+from ..flame import FlameFileError, FlameFileMissingError
 
 log = logging.getLogger("keyface.backend")
 
@@ -15,6 +16,10 @@ def describe_failure(error: BaseException, job: str) -> tuple[ErrorCode, str, st
     """(code, message, hint) for an exception raised by job `job`; unexpected ones are logged with traceback."""
     if isinstance(error, JobError):
         return error.code, error.message, error.hint
+    if isinstance(error, FlameFileMissingError):
+        return ErrorCode.MODEL_MISSING, f"{error.path}: {error.problem}", error.hint
+    if isinstance(error, FlameFileError):
+        return ErrorCode.BAD_SPEC, f"{error.path}: {error.problem}", error.hint
     if isinstance(error, ProtocolError):
         return error.code, error.message, error.hint or "check the values sent with the job"
     if isinstance(error, (ValueError, TypeError)):

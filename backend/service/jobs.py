@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
+from ..render import maps_job
 from . import builtin_jobs
 
 RunFn = Callable[[dict[str, Any], Any], dict[str, Any]]
@@ -30,5 +31,7 @@ def job_table() -> dict[str, JobKind]:
                 builtin_jobs.validate_diagnose),
         JobKind("test_pattern", builtin_jobs.test_pattern, "stream a test-card frame sequence (checks the frame "
                 "path end to end)", builtin_jobs.validate_test_pattern),
+        JobKind("geometry_maps", maps_job.run, "render a FLAME sequence to depth / normal / shaded guidance maps",
+                maps_job.validate),
     ]
     return {kind.name: kind for kind in kinds}
