@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +18,7 @@ import pytest
 # Before anything imports torch, bpy or huggingface: point HOME and the XDG dirs at a throwaway folder
 # and forbid hub downloads (tests never fetch weights).
 _HOME = Path(tempfile.mkdtemp(prefix="keyface-tests-home-"))
+atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
 for _name, _sub in (("HOME", ""), ("XDG_CACHE_HOME", ".cache"), ("XDG_CONFIG_HOME", ".config"),
                     ("XDG_DATA_HOME", ".local/share"), ("TORCH_EXTENSIONS_DIR", "torch_extensions")):
     (_HOME / _sub).mkdir(parents=True, exist_ok=True)
