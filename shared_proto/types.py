@@ -40,6 +40,9 @@ MAX_FRAMES = 1_000_000
 _POSE_FIELDS = {"rotation": 3, "neck": 3, "jaw": 3, "eyes": 6, "translation": 3}
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def _bad(message: str) -> ProtocolError:
     return ProtocolError(ErrorCode.BAD_VALUE, message)
 
@@ -58,14 +61,15 @@ def as_float_array(name: str, value: Any, shape: tuple[int | None, ...], limit: 
     """Validate `value` as a finite real array of `shape` (None = any size) and return a read-only float32 copy."""
     try:
         array = np.array(value, dtype=np.float64, copy=True)
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, OverflowError) as error:
         raise _bad(f"{name} must be an array of numbers, got {type(value).__name__}: {error}") from None
     if array.ndim != len(shape) or any(want is not None and got != want for got, want in zip(array.shape, shape)):
         want = "[" + ", ".join("*" if s is None else str(s) for s in shape) + "]"
         raise _bad(f"{name} must have shape {want}, got {list(array.shape)}")
     if not np.all(np.isfinite(array)):
         raise _bad(f"{name} has {_summary(array)}")
-    if limit is not None and array.size and np.max(np.abs(array)) > limit:
+    limit = _FLOAT32_MAX if limit is None else limit
+    if array.size and np.max(np.abs(array)) > limit:
         raise _bad(f"{name} is out of range (|value| <= {limit:g}): {_summary(array)}")
     result = array.astype(np.float32)
     result.flags.writeable = False
@@ -329,7 +333,10 @@ class Frame:
 def _as_number(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise _bad(f"{name} must be a number, got {value!r}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        raise _bad(f"{name} is out of range: {value}") from None
     if not math.isfinite(number):
         raise _bad(f"{name} must be finite, got {number}")
     return number

@@ -54,6 +54,7 @@ def test_valid_params_are_frozen_float32() -> None:
     ({"eyelids": [0.1]}, ("eyelids",)),
     ({"rotation": "abc"}, ("rotation",)),
     ({"shape": np.zeros(2000)}, ("too many coefficients", "2000")),
+    ({"shape": [10**400]}, ("shape",)),
 ])
 def test_params_rejections(changes, fragments) -> None:
     rejects(FlameParams, params(**changes), *fragments)
@@ -116,6 +117,8 @@ def test_camera_projection_follows_opencv() -> None:
     ({"width": 0}, ("width",)),
     ({"height": 10**6}, ("height",)),
     ({"near": 1.0, "far": 0.5}, ("near", "far")),
+    ({"K": [[1e39, 0, 0], [0, 5, 0], [0, 0, 1]]}, ("K", "out of range")),
+    ({"far": 10**400}, ("far", "out of range")),
 ])
 def test_camera_rejections(changes, fragments) -> None:
     rejects(Camera, camera_values(**changes), *fragments)
