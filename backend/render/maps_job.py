@@ -19,7 +19,8 @@ import torch
 
 from shared_proto import Camera, FlameSequence
 
-from ..flame.heads import BUILTIN, head_appearance, load_head
+from ..flame.heads import BUILTIN, load_head
+from ..flame.texture import read_head_texture
 from .mesh_attributes import sample_texture
 from .mesh_maps import depth_map, normal_map, render_map, uv_map
 from .mesh_rasterizer import rasterize_mesh_cameras
@@ -68,8 +69,11 @@ def run(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
     device = torch.device(ctx.device)
     ctx.progress("load", 0, 1, f"head {head_name}")
     model = load_head(head_name, str(device))
-    appearance = head_appearance(head_name)
-    textures = appearance.tensors(device) if appearance is not None else None
+    texture = read_head_texture(model)
+    textures = None if texture is None or texture.image is None else (
+        torch.tensor(texture.vt, dtype=torch.float32, device=device),
+        torch.tensor(texture.ft, dtype=torch.long, device=device),
+        torch.tensor(texture.image, dtype=torch.float32, device=device) / 255.0)
     if "uv" in maps and textures is None:
         raise ValueError(f"head {head_name!r} has no UV layout, so it has no 'uv' map; drop 'uv' from spec.maps")
     index = 0
