@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any, Callable
 
 from ..render import maps_job
+from ..track import import_job
 from . import builtin_jobs
 
 RunFn = Callable[[dict[str, Any], Any], dict[str, Any]]
@@ -33,5 +34,7 @@ def job_table() -> dict[str, JobKind]:
                 "path end to end)", builtin_jobs.validate_test_pattern),
         JobKind("geometry_maps", maps_job.run, "render a FLAME sequence to depth / normal / shaded guidance maps",
                 maps_job.validate),
+        JobKind("import_tracked", import_job.run, "read a tracked FLAME dataset (VHAP, GaussianAvatars, "
+                "metrical-tracker, INSTA) on the backend's machine", import_job.validate),
     ]
     return {kind.name: kind for kind in kinds}
