@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from shared_client import Client
-from shared_proto import FrameReply, Progress
+from shared_proto import Camera, FrameReply, Progress
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,14 +81,53 @@ def run_demo(out: str | os.PathLike) -> int:
                 elif isinstance(reply, Progress):
                     show_progress(reply)
             result = job.wait()
-        written = write_frames(frames, out)
-        print(f"  received {len(frames)} frames in {result['seconds']:.3f} s of job time")
+            written = write_frames(frames, out)
+            print(f"  received {len(frames)} frames in {result['seconds']:.3f} s of job time")
+
+            print("geometry_maps: the built-in head talking for 2 s, as depth | normal | shaded render", flush=True)
+            maps = render_head_maps(client, out)
         print(f"\ndemo outputs in {out}:\n  {written['pngs']} (PNG sequence, straight alpha)\n  {written['mp4']}\n"
-              f"  {out / 'diagnose.json'}")
+              f"  {maps}\n  {out / 'diagnose.json'}")
         return 0
     finally:
         process.terminate()
         process.wait(30)
+
+
+def demo_camera(width: int = 384, height: int = 384) -> Camera:
+    """A portrait camera 0.6 m in front of the head (FLAME axes: y up, the face looks down +z)."""
+    pose = np.eye(4)
+    pose[:3, :3] = np.diag([1.0, -1.0, -1.0])  # OpenCV: y down, looking along -z of the world
+    pose[:3, 3] = [0.0, 0.01, 0.6]  # eye level sits ~1 cm above the FLAME origin
+    focal = 1.8 * width
+    return Camera(K=[[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]], world_to_camera=pose, width=width,
+                  height=height)
+
+
+def render_head_maps(client: Client, out: Path) -> Path:
+    """Stream depth / normal / render maps of the built-in head and write them side by side as an MP4."""
+    import imageio.v3 as iio
+
+    from .atomic import atomic_path
+    from .flame.motion import talking_head
+
+    sequence = talking_head(48, 24, n_expression=20, seed=7)
+    job = client.submit("geometry_maps", {"sequence": sequence.to_wire(), "camera": demo_camera().to_wire(),
+                                          "maps": ["depth", "normal", "render"]})
+    panels: dict[int, list[np.ndarray]] = {}
+    for reply in job.replies(timeout=1800):
+        if isinstance(reply, FrameReply):
+            panels.setdefault(reply.meta["frame"], []).append(np.array(reply.image[..., :3]))
+        elif isinstance(reply, Progress) and reply.step % 12 == 0:
+            show_progress(reply)
+    job.wait()
+    strips = np.stack([np.concatenate(panels[frame], axis=1) for frame in sorted(panels)])  # [T, H, 3W, 3]
+    mp4 = out / "head_maps.mp4"
+    with atomic_path(mp4) as temp:
+        iio.imwrite(temp, strips, fps=sequence.fps, codec="libx264")
+    with atomic_path(out / "head_maps_first.png") as temp:
+        iio.imwrite(temp, strips[0])
+    return mp4
 
 
 def write_frames(frames: list[np.ndarray], out: Path) -> dict[str, Path]:
