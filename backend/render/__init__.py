@@ -13,6 +13,7 @@ Conventions: OpenCV cameras (x right, y down, z forward; K in pixels), pixel (i,
 """
 
 from .cameras import CameraTensors, camera_tensors, world_to_camera_points
+from .gaussian_rasterizer import GaussianRender, rasterize_gaussians
 from .mesh_attributes import interpolate, sample_texture, vertex_normals
 from .mesh_maps import camera_normal_map, depth_map, normal_map, render_map, uv_map
 from .mesh_rasterizer import MeshFragments, rasterize_mesh, rasterize_mesh_cameras
@@ -20,6 +21,7 @@ from .sh import SH_CONSTANTS, frontal_sh, sh_basis, sh_shading
 
 __all__ = [
     "CameraTensors",
+    "GaussianRender",
     "MeshFragments",
     "SH_CONSTANTS",
     "camera_normal_map",
@@ -28,6 +30,7 @@ __all__ = [
     "frontal_sh",
     "interpolate",
     "normal_map",
+    "rasterize_gaussians",
     "rasterize_mesh",
     "rasterize_mesh_cameras",
     "render_map",
