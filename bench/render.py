@@ -38,10 +38,12 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from backend.render.gaussian_projection import project_gaussians  # noqa: E402
+from backend.service.allocator import keep_large_buffers_in_heap  # noqa: E402
 from backend.render.gaussian_rasterizer import rasterize_gaussians  # noqa: E402
 from backend.render.gaussian_reference import composite_dense  # noqa: E402
 from backend.render.gaussian_scenes import GaussianScene, head_scene  # noqa: E402
 
+MALLOC_TUNED = keep_large_buffers_in_heap()  # as `python -m backend` runs (backend/service/allocator.py)
 SIZES = (256, 512)
 COUNTS = (10_000, 50_000, 100_000)
 SPEEDUP_SIZE, SPEEDUP_COUNT = 256, 20_000
@@ -95,6 +97,7 @@ def bench_frame_rate(backend: str, device: torch.device, size: int, count: int, 
             "forward_backward_ms": round(timed_ms(forward_backward, backward_repeats, device), 2),
             "forward_repeats": repeats, "forward_backward_repeats": backward_repeats,
             "threads": torch.get_num_threads(), "omp_wait_policy": os.environ["OMP_WAIT_POLICY"],
+            "malloc_tuned": MALLOC_TUNED,
             "metric": "forward: deform + rasterize, no autograd; forward_backward: deform + rasterize + L1 loss + "
                       "backward; median ms after 1 warm-up"}
 
@@ -123,6 +126,7 @@ def bench_speedup(repeats: int, dense_rows: int) -> dict:
             "num_gaussians": SPEEDUP_COUNT, "tile_ms": round(tile_ms, 2), "dense_ms": round(dense_ms, 1),
             "speedup_vs_dense": round(dense_ms / tile_ms, 1), "dense_rows_timed": dense_rows, "repeats": repeats,
             "threads": torch.get_num_threads(), "omp_wait_policy": os.environ["OMP_WAIT_POLICY"],
+            "malloc_tuned": MALLOC_TUNED,
             "metric": "forward without autograd (deform + project + composite), CPU; tile: backend='torch'; dense: "
                       "the reference compositor, its compositing time scaled from dense_rows_timed rows to the "
                       "full height; median ms (the dense compositing: 1 run after 1 warm-up)"}

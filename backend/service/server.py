@@ -56,7 +56,7 @@ log = logging.getLogger("keyface.backend")
 
 OUTBOX_LIMIT = 16
 """Replies waiting for slow clients before the I/O thread stops taking more from the workers."""
-INPROC_HWM = 4
+INPROC_HWM = 8
 MAX_STATUS_JOBS = 200
 
 
