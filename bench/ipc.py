@@ -31,7 +31,7 @@ def start_backend(folder: Path) -> tuple[subprocess.Popen, str]:
     process = subprocess.Popen(
         [sys.executable, "-m", "backend", "--log-level", "WARNING", "serve", "--bind", "tcp://127.0.0.1:*", "--workspace",
          str(folder / "ws"), "--device", "cpu", "--ready-file", str(ready)],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not ready.exists():
         if process.poll() is not None or time.monotonic() > deadline:
