@@ -1,4 +1,4 @@
-"""`python -m backend ...`: serve, keys, demo."""
+"""`python -m backend ...`: serve, keys, demo, render."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 
 from .config_cli import add_config_arguments, config_from_args
 
@@ -59,6 +60,47 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(args.out)
 
 
+def _render(args: argparse.Namespace) -> int:
+    """Render an avatar to DIR/frame_0000.png... in-process, with the `render` job's code (no server, no cache)."""
+    import numpy as np
+
+    from shared_proto import Camera, ProtocolError
+    from shared_proto.sequence_io import load_sequence_npz
+
+    from .avatar.jobs import output_size, parse_avatar, render_frames, resolve_avatar, write_png
+
+    try:
+        try:
+            data = json.loads(open(args.camera, encoding="utf-8").read())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(f"cannot read camera file {args.camera}: {error}") from None
+        if not isinstance(data, dict) or not {"K", "world_to_camera", "width", "height"} <= set(data):
+            raise ValueError(f"{args.camera} must be a JSON object with K (3x3), world_to_camera (4x4), width, height")
+        camera = Camera(K=np.asarray(data["K"], dtype=np.float64),
+                        world_to_camera=np.asarray(data["world_to_camera"], dtype=np.float64),
+                        width=data["width"], height=data["height"],
+                        **{k: data[k] for k in ("near", "far") if k in data})
+        sequence = None if args.sequence is None else load_sequence_npz(args.sequence)
+        asset, gaussians = parse_avatar(args.asset, args.gaussians)
+        source = resolve_avatar(asset, None, gaussians)
+        if sequence is None and source.kind != "ply":
+            raise ValueError(f"--sequence is required to render the animatable avatar {args.asset!r}")
+        width, height = output_size(camera, None, None, args.quality)
+        cameras = [camera] * (1 if sequence is None else len(sequence))
+        out = os.path.abspath(args.out)
+        os.makedirs(out, exist_ok=True)
+        count = 0
+        for t, image, _ in render_frames(source, sequence, cameras, width=width, height=height,
+                                         quality=args.quality, device=args.device):
+            write_png(Path(out) / f"frame_{t:04d}.png", image)
+            count += 1
+    except (ValueError, TypeError, ProtocolError, OSError) as error:
+        print(f"keyface render: {error}", file=sys.stderr)
+        return 2
+    print(f"keyface render: {count} frames ({width}x{height}) in {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .service.config import ServerConfig
 
@@ -80,6 +122,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="start a backend, run the default job end to end, stop it")
     demo.add_argument("--out", default="demo_out", help="folder for the demo's outputs")
     demo.set_defaults(handler=_demo)
+
+    render = commands.add_parser("render", help="render an avatar to PNG frames in-process (no server)")
+    render.add_argument("--asset", required=True, help="'default', an avatar package (.safetensors) or a .ply")
+    render.add_argument("--camera", required=True, help="CAMERA.json: {K: 3x3, world_to_camera: 4x4, width, height}")
+    render.add_argument("--sequence", help="SEQ.npz FLAME sequence (optional for a static .ply: one frame)")
+    render.add_argument("--out", required=True, help="folder for frame_0000.png ...")
+    render.add_argument("--device", default="cpu", choices=("cpu", "cuda", "mps"))
+    render.add_argument("--quality", default="final", choices=("draft", "final"),
+                        help="final: the camera's size; draft: half of it")
+    render.add_argument("--gaussians", type=int, default=None, help="Gaussian count of the default avatar")
+    render.set_defaults(handler=_render)
     return parser
 
 
