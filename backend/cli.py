@@ -67,7 +67,8 @@ def _render(args: argparse.Namespace) -> int:
     from shared_proto import Camera, ProtocolError
     from shared_proto.sequence_io import load_sequence_npz
 
-    from .avatar.jobs import output_size, parse_avatar, render_frames, resolve_avatar, write_png
+    from .avatar.render_job import output_size, render_frames, write_png
+    from .avatar.sources import parse_avatar, resolve_avatar
 
     try:
         try:

@@ -1,7 +1,5 @@
 """Keyface Blender extension: connect to a Keyface backend (the rig, jobs and takes build on this)."""
 
-from __future__ import annotations
-
 import sys
 from pathlib import Path
 

@@ -20,6 +20,7 @@ import torch
 from shared_proto import Camera, FlameSequence
 
 from ..flame.heads import BUILTIN, load_head
+from ..job_spec import cameras_from_spec
 from ..flame.texture import read_head_texture
 from .mesh_attributes import sample_texture
 from .mesh_maps import depth_map, normal_map, render_map, uv_map
@@ -44,16 +45,7 @@ def parse_spec(spec: dict[str, Any]) -> tuple[str, FlameSequence, list[Camera], 
     if "sequence" not in spec:
         raise ValueError("spec.sequence (a FlameSequence) is required")
     sequence = FlameSequence.from_wire(spec["sequence"])
-    if ("camera" in spec) == ("cameras" in spec):
-        raise ValueError("give exactly one of spec.camera (all frames) or spec.cameras (one per frame)")
-    if "camera" in spec:
-        cameras = [Camera.from_wire(spec["camera"])] * len(sequence)
-    else:
-        if not isinstance(spec["cameras"], list) or len(spec["cameras"]) != len(sequence):
-            raise ValueError(f"spec.cameras must list one camera per frame ({len(sequence)})")
-        cameras = [Camera.from_wire(camera) for camera in spec["cameras"]]
-        if len({(c.width, c.height) for c in cameras}) != 1:
-            raise ValueError("every camera of spec.cameras must have the same width and height")
+    cameras = cameras_from_spec(spec, len(sequence))
     maps = spec.get("maps", list(DEFAULT_MAPS))
     if not isinstance(maps, list) or not maps or any(m not in MAPS for m in maps) or len(set(maps)) != len(maps):
         raise ValueError(f"spec.maps must be a non-empty list of distinct names from {list(MAPS)}, got {maps!r}")

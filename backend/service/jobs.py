@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
-from ..avatar import jobs as avatar_jobs
+from ..avatar import export_job, render_job
 from ..render import maps_job
 from ..track import import_job
 from . import builtin_jobs
@@ -37,9 +37,9 @@ def job_table() -> dict[str, JobKind]:
                 maps_job.validate),
         JobKind("import_tracked", import_job.run, "read a tracked FLAME dataset (VHAP, GaussianAvatars, "
                 "metrical-tracker, INSTA) on the backend's machine", import_job.validate),
-        JobKind("render", avatar_jobs.run_render, "render an avatar (default, package or 3DGS PLY) posed by a FLAME "
-                "sequence to RGBA frames (cached)", avatar_jobs.validate_render),
-        JobKind("export", avatar_jobs.run_export, "write an avatar as a 3DGS PLY, a PLY sequence, a package or its "
-                "posed FLAME mesh", avatar_jobs.validate_export),
+        JobKind("render", render_job.run_render, "render an avatar (default, package or 3DGS PLY) posed by a FLAME "
+                "sequence to RGBA frames (cached)", render_job.validate_render),
+        JobKind("export", export_job.run_export, "write an avatar as a 3DGS PLY, a PLY sequence, a package or its "
+                "posed FLAME mesh", export_job.validate_export),
     ]
     return {kind.name: kind for kind in kinds}

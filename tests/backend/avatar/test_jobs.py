@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from backend.avatar.jobs import cache_key, output_size, parse_avatar, resized, straight_rgba
+from backend.avatar.render_job import cache_key, output_size, resized, straight_rgba
+from backend.avatar.sources import parse_avatar
 from shared_proto import Camera
 
 
