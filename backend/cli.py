@@ -69,8 +69,10 @@ def _render(args: argparse.Namespace) -> int:
 
     from .avatar.render_job import output_size, render_frames, write_png
     from .avatar.sources import parse_avatar, resolve_avatar
+    from .service.device import resolve_device
 
     try:
+        device = resolve_device(args.device)
         try:
             data = json.loads(open(args.camera, encoding="utf-8").read())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -92,7 +94,7 @@ def _render(args: argparse.Namespace) -> int:
         os.makedirs(out, exist_ok=True)
         count = 0
         for t, image, _ in render_frames(source, sequence, cameras, width=width, height=height,
-                                         quality=args.quality, device=args.device):
+                                         quality=args.quality, device=device):
             write_png(Path(out) / f"frame_{t:04d}.png", image)
             count += 1
     except (ValueError, TypeError, ProtocolError, OSError) as error:
@@ -129,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--camera", required=True, help="CAMERA.json: {K: 3x3, world_to_camera: 4x4, width, height}")
     render.add_argument("--sequence", help="SEQ.npz FLAME sequence (optional for a static .ply: one frame)")
     render.add_argument("--out", required=True, help="folder for frame_0000.png ...")
-    render.add_argument("--device", default="cpu", choices=("cpu", "cuda", "mps"))
+    render.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
     render.add_argument("--quality", default="final", choices=("draft", "final"),
                         help="final: the camera's size; draft: half of it")
     render.add_argument("--gaussians", type=int, default=None, help="Gaussian count of the default avatar")

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import imageio.v3 as iio
 
+from backend.avatar import read_ply
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_demo_writes_frames_videos_and_the_device_report(tmp_path) -> None:
+def test_demo_writes_frames_videos_avatar_and_the_device_report(tmp_path) -> None:
     out = tmp_path / "demo_out"
     result = subprocess.run([sys.executable, "-m", "backend", "demo", "--out", str(out)], cwd=REPO_ROOT,
                             capture_output=True, text=True, timeout=900)
@@ -27,4 +29,7 @@ def test_demo_writes_frames_videos_and_the_device_report(tmp_path) -> None:
     render = first[:, 2 * first.shape[0]:]
     assert (render.max(axis=-1) > 0).mean() > 0.1  # the head fills a good part of the frame
     assert (out / "test_pattern.mp4").stat().st_size > 0
+    avatar = iio.imread(out / "avatar.mp4")
+    assert avatar.shape == (48, 256, 256, 3) and avatar[0].std() > 10  # the Gaussian head is visible
+    assert read_ply(out / "avatar_frame0.ply").means.shape[0] == 40_000
     assert not list(out.rglob("*.tmp*"))  # every write was atomic and completed
