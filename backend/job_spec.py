@@ -7,6 +7,21 @@ from typing import Any
 from shared_proto import Camera
 
 
+def check_keys(spec: dict[str, Any], allowed: set[str], kind: str) -> None:
+    """Refuse fields the job does not take (a typo would otherwise be silently ignored)."""
+    unknown = sorted(set(spec) - allowed)
+    if unknown:
+        raise ValueError(f"{kind} does not take {unknown}; it takes {sorted(allowed)}")
+
+
+def int_field(spec: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
+    """spec[name] (or `default`) as an integer in [low, high]."""
+    value = spec.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"spec.{name} must be an integer in {low}..{high}, got {value!r}")
+    return value
+
+
 def cameras_from_spec(spec: dict[str, Any], frames: int) -> list[Camera]:
     """One camera per frame from `spec.camera` (every frame) or `spec.cameras` (a list, one per frame)."""
     if ("camera" in spec) == ("cameras" in spec):

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from backend.atomic import atomic_path
+from backend.job_spec import check_keys
 from shared_proto import FlameParams, FlameSequence
 
 from .export import export_ply, export_ply_sequence
@@ -32,9 +33,7 @@ def parse_export_spec(spec: dict[str, Any]) -> dict[str, Any]:
     """Validated export spec as a dict; raises ValueError naming the bad field."""
     if not isinstance(spec, dict):
         raise ValueError("the export spec must be an object")
-    unknown = sorted(set(spec) - {"avatar", "format", "sequence", "frame", "mesh_format", "gaussians"})
-    if unknown:
-        raise ValueError(f"export does not take {unknown}")
+    check_keys(spec, {"avatar", "format", "sequence", "frame", "mesh_format", "gaussians"}, "export")
     avatar, gaussians = parse_avatar(spec.get("avatar", DEFAULT), spec.get("gaussians"))
     fmt = spec.get("format")
     if fmt not in EXPORT_FORMATS:

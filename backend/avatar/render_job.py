@@ -29,7 +29,7 @@ import PIL.Image
 import torch
 
 from backend.atomic import atomic_path
-from backend.job_spec import cameras_from_spec
+from backend.job_spec import cameras_from_spec, check_keys
 from shared_proto import Camera, FlameParams, FlameSequence
 
 from .render import render_avatar
@@ -97,10 +97,8 @@ def parse_render_spec(spec: dict[str, Any]) -> RenderSpec:
     """Validated render spec; raises ValueError naming the bad field."""
     if not isinstance(spec, dict):
         raise ValueError("the render spec must be an object")
-    unknown = sorted(set(spec) - {"avatar", "sequence", "camera", "cameras", "width", "height", "quality",
-                                  "background", "gaussians"})
-    if unknown:
-        raise ValueError(f"render does not take {unknown}")
+    check_keys(spec, {"avatar", "sequence", "camera", "cameras", "width", "height", "quality", "background",
+                      "gaussians"}, "render")
     avatar, gaussians = parse_avatar(spec.get("avatar", DEFAULT), spec.get("gaussians"))
     sequence = FlameSequence.from_wire(spec["sequence"]) if "sequence" in spec else None
     if sequence is None and not avatar.lower().endswith(".ply") and not avatar.startswith("avatars/"):

@@ -20,7 +20,7 @@ import torch
 from shared_proto import Camera, FlameSequence
 
 from ..flame.heads import BUILTIN, load_head
-from ..job_spec import cameras_from_spec
+from ..job_spec import cameras_from_spec, check_keys
 from ..flame.texture import read_head_texture
 from .mesh_attributes import sample_texture
 from .mesh_maps import depth_map, normal_map, render_map, uv_map
@@ -36,9 +36,7 @@ CHUNK = 4
 
 def parse_spec(spec: dict[str, Any]) -> tuple[str, FlameSequence, list[Camera], tuple[str, ...]]:
     """Validated (head, sequence, one camera per frame, maps); raises ValueError naming the bad field."""
-    unknown = sorted(set(spec) - {"head", "sequence", "camera", "cameras", "maps"})
-    if unknown:
-        raise ValueError(f"geometry_maps does not take {unknown}")
+    check_keys(spec, {"head", "sequence", "camera", "cameras", "maps"}, "geometry_maps")
     head = spec.get("head", BUILTIN)
     if not isinstance(head, str) or not head:
         raise ValueError(f"spec.head must be 'builtin' or a FLAME file path, got {head!r}")

@@ -10,28 +10,16 @@ from typing import Any
 import numpy as np
 
 from ..atomic import atomic_write_text
-
-
-def _int_field(spec: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
-    value = spec.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"spec.{name} must be an integer in {low}..{high}, got {value!r}")
-    return value
-
-
-def _check_keys(spec: dict[str, Any], allowed: set[str], kind: str) -> None:
-    unknown = sorted(set(spec) - allowed)
-    if unknown:
-        raise ValueError(f"{kind} does not take {unknown}; it takes {sorted(allowed)}")
+from ..job_spec import check_keys, int_field
 
 
 # --- diagnose ---------------------------------------------------------------------------------------
 
 
 def validate_diagnose(spec: dict[str, Any]) -> None:
-    _check_keys(spec, {"size", "repeats"}, "diagnose")
-    _int_field(spec, "size", 512, 16, 8192)
-    _int_field(spec, "repeats", 8, 1, 1000)
+    check_keys(spec, {"size", "repeats"}, "diagnose")
+    int_field(spec, "size", 512, 16, 8192)
+    int_field(spec, "repeats", 8, 1, 1000)
 
 
 def diagnose(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
@@ -42,7 +30,7 @@ def diagnose(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
     import torch
 
     validate_diagnose(spec)
-    size, repeats = _int_field(spec, "size", 512, 16, 8192), _int_field(spec, "repeats", 8, 1, 1000)
+    size, repeats = int_field(spec, "size", 512, 16, 8192), int_field(spec, "repeats", 8, 1, 1000)
     start = time.perf_counter()
     device = torch.device(ctx.device)
     ctx.progress("device", 0, 1, f"torch {torch.__version__} on {ctx.device}")
@@ -94,10 +82,10 @@ COUNTER_BITS = 24
 
 
 def validate_test_pattern(spec: dict[str, Any]) -> None:
-    _check_keys(spec, {"width", "height", "count", "write"}, "test_pattern")
-    _int_field(spec, "width", 512, COUNTER_BITS, 8192)
-    _int_field(spec, "height", 512, 16, 8192)
-    _int_field(spec, "count", 24, 1, 100_000)
+    check_keys(spec, {"width", "height", "count", "write"}, "test_pattern")
+    int_field(spec, "width", 512, COUNTER_BITS, 8192)
+    int_field(spec, "height", 512, 16, 8192)
+    int_field(spec, "count", 24, 1, 100_000)
     if not isinstance(spec.get("write", False), bool):
         raise ValueError(f"spec.write must be true or false, got {spec['write']!r}")
 

@@ -22,13 +22,12 @@ import numpy as np
 from shared_proto import ErrorCode
 
 from ..errors import JobError
+from ..job_spec import check_keys
 from .importers import load_tracked
 
 
 def _parse(spec: dict[str, Any]) -> tuple[Path, int | None, float | None]:
-    unknown = sorted(set(spec) - {"path", "camera_index", "fps"})
-    if unknown:
-        raise ValueError(f"import_tracked does not take {unknown}")
+    check_keys(spec, {"path", "camera_index", "fps"}, "import_tracked")
     path = spec.get("path")
     if not isinstance(path, str) or not path:
         raise ValueError(f"spec.path must be the dataset folder or file on the backend's machine, got {path!r}")
