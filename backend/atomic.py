@@ -28,12 +28,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         if not temp.exists():
             raise FileNotFoundError(f"nothing was written to the temporary path for {target}")
         if temp.is_dir() and target.is_dir():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
-            target.rename(old)
-            temp.rename(target)
+            # folders cannot be swapped in one step: move the old one aside under a unique name first
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            os.replace(target, old / target.name)
+            os.replace(temp, target)
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(temp, target)
+        _fsync_folder(target.parent)
     finally:
         if temp.is_dir():
             shutil.rmtree(temp, ignore_errors=True)
@@ -53,3 +55,17 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes | memoryview) -> Pat
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in `folder` durable (POSIX; a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -20,6 +20,9 @@ def _serve(args: argparse.Namespace) -> int:
     from .service.security import BindRefused
     from .service.server import Server
 
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):  # before start(): a supervisor may signal right away
+        signal.signal(signum, lambda *_: stop.set())
     try:
         config = config_from_args(ServerConfig, args, max_message_bytes=int(args.max_message_mb * 1024 * 1024))
         server = Server(config)
@@ -32,15 +35,16 @@ def _serve(args: argparse.Namespace) -> int:
     if config.ready_file is not None:
         atomic_write_text(config.ready_file, json.dumps({"endpoint": endpoint, "pid": os.getpid(),
                                                          "device": server.device}))
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
     try:
         while not stop.wait(0.5):
-            pass
+            if not server.alive():
+                print("keyface backend: the I/O thread died (see the log); exiting", file=sys.stderr)
+                return 1
     finally:
         print("keyface backend: stopping", flush=True)
         server.stop()
+        if config.ready_file is not None:
+            config.ready_file.unlink(missing_ok=True)  # do not advertise a dead endpoint
     return 0
 
 

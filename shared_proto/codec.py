@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 import json
 import math
+import re
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -33,6 +34,7 @@ DEFAULT_MAX_MESSAGE_BYTES = 512 * 1024 * 1024
 MAX_HEADER_BYTES = 1024 * 1024
 MAX_BUFFERS = 256
 MAX_NDIM = 8
+MAX_BUFFER_NAME = 256
 BUFFER_REF = "$buffer"
 _HEADER_KEYS = {"v", "type", "id", "job", "body", "buffers"}
 
@@ -52,9 +54,12 @@ def encode(message: Message) -> list[bytes | memoryview]:
     def to_json(value: Any, path: str) -> Any:
         if isinstance(value, np.ndarray):
             array = _wire_array(value, path)
-            buffers.append({"name": path, "dtype": array.dtype.str, "shape": list(array.shape)})
+            if len(buffers) == MAX_BUFFERS:
+                raise ValueError(f"{path}: a message carries at most {MAX_BUFFERS} arrays; stack them")
+            name = f"{len(buffers)}:{path}"[:MAX_BUFFER_NAME]  # unique by its index, readable by its path
+            buffers.append({"name": name, "dtype": array.dtype.str, "shape": list(array.shape)})
             payloads.append(memoryview(array).cast("B") if array.size else b"")
-            return {BUFFER_REF: path}
+            return {BUFFER_REF: name}
         if isinstance(value, enum.Enum):
             return to_json(value.value, path)
         if isinstance(value, dict):
@@ -83,7 +88,11 @@ def encode(message: Message) -> list[bytes | memoryview]:
     body = to_json(message.body(), "body")
     header = {"v": PROTOCOL_VERSION, "type": message.TYPE, "id": message.id, "job": message.job,
               "body": body, "buffers": buffers}
-    return [json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8"), *payloads]
+    encoded = json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    if len(encoded) > MAX_HEADER_BYTES:
+        raise ValueError(f"the {message.TYPE} header is {len(encoded)} bytes (limit {MAX_HEADER_BYTES}); send "
+                         "bulky values as arrays or as an asset")
+    return [encoded, *payloads]
 
 
 def _wire_array(value: np.ndarray, path: str) -> np.ndarray:
@@ -110,14 +119,21 @@ def _finite_float(text: str) -> float:
     return number
 
 
+_ID_FIELD = re.compile(rb'"id"\s*:\s*"([\x21\x23-\x5b\x5d-\x7e]{1,128})"')
+
+
 def peek_id(frames: Sequence[Any]) -> str | None:
-    """Best-effort request id of a message that failed to decode, so the failure can be correlated."""
+    """Best-effort request id of a message that failed to decode, so the failure can be correlated.
+
+    Reads the `"id": "..."` field from the first 64 KiB of the header bytes without parsing them, so it works
+    for headers that are too large, truncated or otherwise not valid JSON.
+    """
     try:
-        header = json.loads(bytes(memoryview(frames[0]))[:MAX_HEADER_BYTES].decode("utf-8"))
-    except (ValueError, IndexError, TypeError, RecursionError):
+        head = bytes(memoryview(frames[0])[:65536])
+    except (IndexError, TypeError):
         return None
-    candidate = header.get("id") if isinstance(header, dict) else None
-    return candidate if isinstance(candidate, str) and ID_PATTERN.fullmatch(candidate) else None
+    match = _ID_FIELD.search(head)
+    return match.group(1).decode("ascii") if match else None
 
 
 def decode(frames: Sequence[Any], *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Message:
@@ -195,7 +211,7 @@ def _decode_buffers(specs: list[Any], views: list[memoryview]) -> dict[str, np.n
         if not isinstance(spec, dict) or set(spec) != {"name", "dtype", "shape"}:
             raise _bad(ErrorCode.BAD_BUFFER, f"buffer {index} must be {{name, dtype, shape}}, got {spec!r:.200}")
         name, dtype_name, shape = spec["name"], spec["dtype"], spec["shape"]
-        if not isinstance(name, str) or not 0 < len(name) <= 256 or name in arrays:
+        if not isinstance(name, str) or not 0 < len(name) <= MAX_BUFFER_NAME or name in arrays:
             raise _bad(ErrorCode.BAD_BUFFER, f"buffer {index} has an invalid or duplicate name {name!r:.100}")
         if not isinstance(dtype_name, str) or dtype_name not in ALLOWED_DTYPES:
             raise _bad(ErrorCode.BAD_DTYPE, f"buffer {name!r} has dtype {dtype_name!r:.50}; allowed: "

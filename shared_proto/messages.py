@@ -36,6 +36,11 @@ def _bad(message: str, code: ErrorCode = ErrorCode.BAD_MESSAGE) -> ProtocolError
     return ProtocolError(code, message)
 
 
+def clip_text(text: str, limit: int = MAX_TEXT_LENGTH) -> str:
+    """`text` cut to `limit` characters (with a marker), for messages built from arbitrary errors."""
+    return text if len(text) <= limit else text[: limit - 20] + " ... (truncated)"
+
+
 def _check_text(name: str, value: Any, *, allow_empty: bool = True) -> None:
     if not isinstance(value, str):
         raise _bad(f"{name} must be a string, got {type(value).__name__}")

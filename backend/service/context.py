@@ -17,6 +17,8 @@ from ..errors import JobCancelled
 from .registry import JobRecord, JobRegistry
 from .workspace import Workspace
 
+MAX_ETA_S = 1e8
+"""ETAs are capped (the protocol refuses absurd values)."""
 PROGRESS_INTERVAL_S = 0.1
 """Progress replies are sent at most this often (stage changes and the last step always go out)."""
 
@@ -61,7 +63,7 @@ class JobContext:
             self._stage_started = now
         eta = None
         if total and 0 < step < total:
-            eta = (now - self._stage_started) / step * (total - step)
+            eta = min((now - self._stage_started) / step * (total - step), MAX_ETA_S)
         important = stage != record.stage or (total and step >= total) or preview is not None
         self._registry.update(record, stage=stage, step=step, total=total, message=message, eta_s=eta)
         if not important and now - self._last_sent < PROGRESS_INTERVAL_S:

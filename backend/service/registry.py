@@ -101,7 +101,7 @@ class JobRegistry:
             if not record.state.finished:
                 record.state = JobState.INTERRUPTED
                 record.error = {"code": "interrupted", "message": "the backend stopped while this job was "
-                                f"{saved['state']}", "hint": "submit it again; long jobs resume from their checkpoint"}
+                                f"{saved['state']}", "hint": "submit it again"}
                 self._persist(record)
             self._jobs[record.job] = record
             self._by_request[record.request_id] = record.job

@@ -11,6 +11,7 @@ keep running, so a reconnecting client can `status --attach` and get the stream 
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import queue
 import threading
@@ -40,6 +41,8 @@ from shared_proto import (
     encode,
     peek_id,
 )
+from shared_proto.codec import MAX_HEADER_BYTES
+from shared_proto.messages import clip_text
 
 from .. import __version__
 from ..errors import JobCancelled
@@ -58,6 +61,11 @@ OUTBOX_LIMIT = 16
 """Replies waiting for slow clients before the I/O thread stops taking more from the workers."""
 INPROC_HWM = 8
 MAX_STATUS_JOBS = 200
+
+
+def failure(request_id: str, job: str | None, code: ErrorCode, message: str, hint: str = "") -> Failed:
+    """A `failed` reply whose texts (often built from arbitrary exceptions) fit the protocol's limits."""
+    return Failed(id=request_id, job=job, code=code, message=clip_text(message), hint=clip_text(hint))
 
 
 class Server:
@@ -93,7 +101,9 @@ class Server:
         router.setsockopt(zmq.LINGER, 0)
         router.setsockopt(zmq.ROUTER_MANDATORY, 1)
         router.setsockopt(zmq.SNDHWM, OUTBOX_LIMIT)
-        router.setsockopt(zmq.MAXMSGSIZE, self.config.max_message_bytes)
+        # frames over the whole-message limit drop the connection (memory safety); anything smaller is
+        # received and, if the message as a whole is too large, answered with `too_large`
+        router.setsockopt(zmq.MAXMSGSIZE, self.config.max_message_bytes + MAX_HEADER_BYTES)
         router.setsockopt(zmq.HEARTBEAT_IVL, int(self.config.heartbeat_s * 1000))
         router.setsockopt(zmq.HEARTBEAT_TIMEOUT, int(self.config.heartbeat_s * 5000))
         if self.config.curve_keys is not None:
@@ -130,10 +140,9 @@ class Server:
         router.curve_publickey = public
         router.curve_server = True
 
-    def wait(self) -> None:
-        """Block until `stop()` is called (from a signal handler or another thread)."""
-        while not self._io_stop.is_set():
-            self._io_stop.wait(0.5)
+    def alive(self) -> bool:
+        """False once the I/O thread has died (the backend can no longer answer anyone)."""
+        return any(t.name == "keyface-io" and t.is_alive() for t in self._threads)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop taking jobs, interrupt running ones (they checkpoint), flush replies, close sockets."""
@@ -170,7 +179,8 @@ class Server:
         poller.register(router, zmq.POLLIN)
         poller.register(pull, zmq.POLLIN)
         try:
-            while not self._io_stop.is_set() or (self._pending and time.monotonic() < self._flush_deadline):
+            while not self._io_stop.is_set() or (time.monotonic() < self._flush_deadline
+                                                  and (self._pending or pull.poll(0))):
                 # stop taking worker replies while slow clients hold OUTBOX_LIMIT of them (back-pressure)
                 poller.modify(pull, zmq.POLLIN if self._pending < OUTBOX_LIMIT else 0)
                 events = dict(poller.poll(5 if self._pending else 100))
@@ -181,7 +191,7 @@ class Server:
                 if self._pending:
                     self._flush(router)
         finally:
-            router.close(linger=0)
+            router.close(linger=1000)  # let what ZeroMQ already holds reach the clients
             pull.close(linger=0)
 
     def _receive_requests(self, router: zmq.Socket) -> None:
@@ -195,9 +205,9 @@ class Server:
                 self._handle(peer, payload)
             except Exception as error:  # the server never dies on one request
                 log.exception("internal error handling a request")
-                self._reply(peer, Failed(id=peek_id(payload) or "-", code=ErrorCode.INTERNAL,
-                                         message=f"{type(error).__name__}: {error}",
-                                         hint="this is a bug in the backend; its log has the traceback"))
+                self._reply(peer, failure(peek_id(payload) or "-", None, ErrorCode.INTERNAL,
+                                          f"{type(error).__name__}: {error}",
+                                          "this is a bug in the backend; its log has the traceback"))
 
     def _handle(self, peer: bytes, payload: list[Any]) -> None:
         try:
@@ -207,16 +217,15 @@ class Server:
                                     "send hello, submit, cancel, status or fetch")
         except ProtocolError as error:
             log.debug("rejected a message from %s: %s", peer.hex(), error)
-            self._reply(peer, Failed(id=peek_id(payload) or "-", code=error.code, message=error.message,
-                                     hint=error.hint or "the client sent a malformed message; update it"))
+            self._reply(peer, failure(peek_id(payload) or "-", None, error.code, error.message,
+                                      error.hint or "the client sent a malformed message; update it"))
             return
         handler = {Hello: self._on_hello, Submit: self._on_submit, Cancel: self._on_cancel,
                    Status: self._on_status, Fetch: self._on_fetch}[type(message)]
         try:
             handler(peer, message)
         except ProtocolError as error:
-            self._reply(peer, Failed(id=message.id, job=message.job, code=error.code, message=error.message,
-                                     hint=error.hint))
+            self._reply(peer, failure(message.id, message.job, error.code, error.message, error.hint))
 
     def _on_hello(self, peer: bytes, message: Hello) -> None:
         self._reply(peer, Welcome(
@@ -229,9 +238,13 @@ class Server:
     def _on_submit(self, peer: bytes, message: Submit) -> None:
         existing = self.registry.by_request(message.id)
         if existing is not None:  # a retried submit: same job, now streaming to this peer
-            self.registry.update(existing, peer=peer)
+            with self.registry.lock:
+                existing.peer = peer
+                terminal = self._terminal_message(existing) if existing.state.finished else None
             self._reply(peer, Accepted(id=message.id, job=existing.job, kind=existing.kind,
                                        position=self.registry.queued_before(existing)))
+            if terminal is not None:
+                self._reply(peer, terminal)
             return
         kind = self.jobs.get(message.kind)
         if kind is None:
@@ -276,11 +289,14 @@ class Server:
             self._reply(peer, Jobs(id=message.id, jobs=infos))
             return
         record = self._known_job(message.job)
-        if message.attach:
-            self.registry.update(record, peer=peer)
-        self._reply(peer, Jobs(id=message.id, job=record.job, jobs=[record.info()]))
-        if message.attach and record.state.finished:
-            self._reply(peer, self._terminal_message(record))
+        with self.registry.lock:  # a consistent snapshot: never "done" without its result
+            if message.attach:
+                record.peer = peer
+            info = record.info()
+            terminal = self._terminal_message(record) if message.attach and record.state.finished else None
+        self._reply(peer, Jobs(id=message.id, job=record.job, jobs=[info]))
+        if terminal is not None:
+            self._reply(peer, terminal)
 
     def _on_fetch(self, peer: bytes, message: Fetch) -> None:
         path = self.workspace.resolve(message.asset)
@@ -311,8 +327,7 @@ class Server:
             code = ErrorCode(error.get("code", "internal"))
         except ValueError:
             code = ErrorCode.INTERNAL
-        return Failed(id=record.request_id, job=record.job, code=code, message=error.get("message", ""),
-                      hint=error.get("hint", ""))
+        return failure(record.request_id, record.job, code, error.get("message", ""), error.get("hint", ""))
 
     def _reply(self, peer: bytes, message: Message) -> None:
         self._enqueue(peer, encode(message))
@@ -379,8 +394,16 @@ class Server:
                 with self.registry.lock:
                     if record is None or record.state is not JobState.QUEUED:
                         continue
-                    self.registry.update(record, state=JobState.RUNNING, started=time.time(), persist=True)
-                self._run_job(record, lambda message: self._push(push, lock, record.job, message))
+                    record.state = JobState.RUNNING  # claimed: a cancel from now on goes through record.cancel
+                    if self._stopping.is_set():
+                        record.cancel.set()
+                emit = functools.partial(self._push, push, lock, record.job)
+                try:
+                    self.registry.update(record, started=time.time(), persist=True)
+                    self._run_job(record, emit)
+                except Exception as error:  # e.g. the disk is full: fail this job, keep the worker alive
+                    log.exception("job %s could not be run or recorded", record.job)
+                    self._fail_unrecorded(record, emit, error)
         finally:
             push.close()
 
@@ -407,7 +430,7 @@ class Server:
         except JobCancelled:
             state = JobState.INTERRUPTED if self._stopping.is_set() else JobState.CANCELLED
             code = ErrorCode.INTERRUPTED if state is JobState.INTERRUPTED else ErrorCode.CANCELLED
-            hint = "submit it again to resume" if state is JobState.INTERRUPTED else ""
+            hint = "the backend was stopping; submit the job again" if state is JobState.INTERRUPTED else ""
             self._finish(record, emit, state, error=(code, f"{record.kind} job {state.value}", hint))
         except Exception as error:  # every failure becomes a `failed` reply
             self._finish(record, emit, JobState.FAILED, error=describe_failure(error, record.job))
@@ -416,14 +439,31 @@ class Server:
 
     def _finish(self, record: JobRecord, emit: Any, state: JobState, result: dict | None = None,
                 error: tuple[ErrorCode, str, str] | None = None) -> None:
-        error_info = None if error is None else {"code": error[0].value, "message": error[1], "hint": error[2]}
+        if state is JobState.DONE:
+            try:  # a result that cannot be sent fails the job instead of reaching nobody
+                encode(Result(id=record.request_id, job=record.job, result=result or {}))
+            except (TypeError, ValueError) as bad_result:
+                state, result = JobState.FAILED, None
+                error = (ErrorCode.INTERNAL, f"the job's result cannot be sent: {bad_result}",
+                         "this is a bug in the job")
+        error_info = None if error is None else {"code": error[0].value, "message": clip_text(error[1]),
+                                                 "hint": clip_text(error[2])}
         self.registry.update(record, state=state, finished=time.time(), result=result, error=error_info,
-                             eta_s=None, persist=True)
+                             eta_s=None, spec={}, persist=True)  # spec: its arrays pin the request's buffers
         log.info("job %s (%s) %s%s", record.job, record.kind, state.value, f": {error[1]}" if error else "")
+        with self.registry.lock:
+            message = self._terminal_message(record)
+        emit(message)
+
+    def _fail_unrecorded(self, record: JobRecord, emit: Any, error: Exception) -> None:
+        """Fail a job whose bookkeeping itself failed (its record may not reach the disk)."""
+        details = (ErrorCode.INTERNAL, f"the backend could not run or record this job: {error}",
+                   "check the backend's disk space and workspace permissions; its log has the details")
         try:
-            emit(self._terminal_message(record))
-        except (TypeError, ValueError) as bad_result:  # a result that cannot be encoded
-            self.registry.update(record, state=JobState.FAILED, result=None, persist=True,
-                                 error={"code": "internal", "message": f"unsendable result: {bad_result}",
-                                        "hint": "this is a bug in the job"})
-            emit(self._terminal_message(record))
+            self._finish(record, emit, JobState.FAILED, error=details)
+        except Exception:  # still failing: keep the state right in memory and tell the client
+            log.exception("job %s could not be recorded as failed", record.job)
+            with self.registry.lock:
+                record.state, record.finished = JobState.FAILED, time.time()
+                record.error = {"code": details[0].value, "message": clip_text(details[1]), "hint": details[2]}
+            emit(failure(record.request_id, record.job, *details))

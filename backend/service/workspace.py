@@ -40,8 +40,12 @@ class Workspace:
         if not asset or asset.startswith(("/", "\\")) or "\\" in asset or ".." in asset.split("/") or ":" in asset:
             raise ProtocolError(ErrorCode.NOT_FOUND, f"invalid asset name {asset!r:.200}",
                                 "asset names are workspace-relative paths as returned in job results")
-        path = (self.root / asset).resolve()
-        if not path.is_relative_to(self.root) or not path.is_file():
+        try:
+            path = (self.root / asset).resolve()
+            found = path.is_relative_to(self.root) and path.is_file()
+        except (OSError, ValueError):  # NUL bytes, names too long, unencodable characters
+            found = False
+        if not found:
             raise ProtocolError(ErrorCode.NOT_FOUND, f"no asset {asset!r:.200} in the workspace",
                                 "asset names are workspace-relative paths as returned in job results")
         return path

@@ -65,7 +65,8 @@ def test_diagnose_report_is_fetchable(shared_backend, tmp_path) -> None:
     assert not list(tmp_path.glob(".*part"))
 
 
-@pytest.mark.parametrize("asset", ["../secret", "/etc/passwd", "jobs/../../x", "C:/x", "nope/missing.txt"])
+@pytest.mark.parametrize("asset", ["../secret", "/etc/passwd", "jobs/../../x", "C:/x", "nope/missing.txt",
+                                   "a" * 65536, "x\x00y", "\ud800", "jobs/" + "b" * 300])
 def test_fetch_stays_inside_the_workspace(shared_backend, asset) -> None:
     with client_for(shared_backend) as client, pytest.raises(RequestFailed) as info:
         client.fetch(asset, "/tmp/never-written")
@@ -102,12 +103,22 @@ def test_cancel_running_and_queued_jobs(shared_backend) -> None:
         assert client.submit("test_pattern", {"count": 2, "width": 32, "height": 32}).wait(timeout=30)["frames"] == 2
 
 
-def test_a_retried_submit_returns_the_same_job(shared_backend) -> None:
+def test_a_retried_submit_returns_the_same_job_and_its_result(shared_backend) -> None:
     with client_for(shared_backend) as client:
         message = Submit(id="fixed-request-id-1", kind="test_pattern", spec={"count": 1, "width": 32, "height": 32})
         first = client.request(message, (Accepted,))
         second = client.request(message, (Accepted,))
         assert first.job == second.job
+        job = client.attach(first.job)
+        job.wait(timeout=30)
+    with client_for(shared_backend) as late:  # a retry after the job finished gets the result again
+        dealer = late.socket
+        dealer.send_multipart(encode(message))
+        types = []
+        while "result" not in types:
+            assert dealer.poll(30_000)
+            types.append(decode(dealer.recv_multipart()).TYPE)
+        assert types == ["accepted", "result"]
 
 
 def test_another_client_can_attach_to_a_job(shared_backend) -> None:

@@ -202,3 +202,20 @@ def test_peek_id_recovers_the_id_of_a_rejected_request() -> None:
     assert peek_id([b"garbage"]) is None
     assert peek_id(header_frames(id="with space")) is None
     assert peek_id([]) is None
+
+
+def test_encode_names_buffers_uniquely_and_enforces_the_decoders_limits() -> None:
+    array = np.zeros(2, np.float32)
+    decoded = decode(encode(Result(id="r", result={"a.b": array, "a": {"b": array + 1}, "k" * 300: array})))
+    np.testing.assert_array_equal(decoded.result["a"]["b"], array + 1)
+    np.testing.assert_array_equal(decoded.result["k" * 300], array)
+    with pytest.raises(ValueError, match="at most 256 arrays"):
+        encode(Result(id="r", result={"many": [array] * 257}))
+    with pytest.raises(ValueError, match="header"):
+        encode(Result(id="r", result={"paths": ["x" * 1000] * 2000}))
+
+
+def test_peek_id_reads_oversized_and_broken_headers() -> None:
+    big = header_frames(id="big-1", body={"client": "x" * (2 * 1024 * 1024)})
+    assert peek_id(big) == "big-1"
+    assert peek_id([big[0][:200]]) == "big-1"

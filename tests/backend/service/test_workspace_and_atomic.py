@@ -69,3 +69,21 @@ def test_registry_marks_unfinished_jobs_interrupted_on_reload(tmp_path) -> None:
     assert reloaded.get(running.job).error["code"] == "interrupted"
     assert reloaded.get(done.job).result == {"x": 1}
     assert reloaded.by_request("r2").job == done.job
+
+
+def test_a_leftover_backup_does_not_block_folder_replacement(tmp_path) -> None:
+    target = tmp_path / "avatar"
+    (tmp_path / f".avatar.old-{os.getpid()}").mkdir()  # a crashed run's leftover, non-empty
+    (tmp_path / f".avatar.old-{os.getpid()}" / "x").write_text("stale")
+    for version in ("1", "2"):
+        with atomic_path(target) as temp:
+            temp.mkdir()
+            (temp / "v").write_text(version)
+    assert (target / "v").read_text() == "2"
+
+
+@pytest.mark.parametrize("name", ["a" * 5000, "x\x00y", "\ud800", "jobs/" + "b" * 300 + "/c"])
+def test_unresolvable_names_are_not_found(tmp_path, name) -> None:
+    with pytest.raises(ProtocolError) as info:
+        Workspace(tmp_path).resolve(name)
+    assert info.value.code is ErrorCode.NOT_FOUND

@@ -1,0 +1,47 @@
+"""An in-process server keeps working when its own bookkeeping fails."""
+
+from __future__ import annotations
+
+import pytest
+
+from backend.service.config import ServerConfig
+from backend.service.server import Server
+from backend.service.workspace import Workspace
+from shared_client import Client, JobFailed
+from shared_proto import ErrorCode
+
+
+@pytest.fixture
+def server(tmp_path):
+    running = Server(ServerConfig(bind="tcp://127.0.0.1:*", workspace=tmp_path / "ws", device="cpu"))
+    running.start()
+    yield running
+    running.stop()
+
+
+def test_a_job_whose_record_cannot_be_written_fails_and_the_worker_lives_on(server, monkeypatch) -> None:
+    original = Workspace.save_record
+    failures = []
+
+    def disk_full_once(self, job_id, record):
+        if record["state"] == "running" and not failures:
+            failures.append(job_id)
+            raise OSError(28, "No space left on device")
+        return original(self, job_id, record)
+
+    monkeypatch.setattr(Workspace, "save_record", disk_full_once)
+    with Client(server.endpoint, timeout=10) as client:
+        with pytest.raises(JobFailed) as info:
+            client.submit("test_pattern", {"count": 2, "width": 32, "height": 32}).wait(timeout=60)
+        assert info.value.code is ErrorCode.INTERNAL and "No space left" in info.value.message
+        assert client.submit("test_pattern", {"count": 2, "width": 32, "height": 32}).wait(timeout=60)["frames"] == 2
+    assert server.alive() and failures
+
+
+def test_huge_error_texts_are_clipped_not_fatal(server) -> None:
+    with Client(server.endpoint, timeout=10) as client:
+        with pytest.raises(Exception) as info:
+            client.fetch("a" * 65536, "/tmp/never")
+        assert getattr(info.value, "code", None) is ErrorCode.NOT_FOUND
+        assert client.hello().device == "cpu"
+    assert server.alive()
