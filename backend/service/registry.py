@@ -139,6 +139,11 @@ class JobRegistry:
         with self.lock:
             return sorted(self._jobs.values(), key=lambda r: r.created)
 
+    def count(self, state: JobState) -> int:
+        """How many jobs are in `state`."""
+        with self.lock:
+            return sum(1 for r in self._jobs.values() if r.state is state)
+
     def queued_before(self, record: JobRecord) -> int:
         """Jobs queued or running ahead of `record`."""
         with self.lock:

@@ -80,7 +80,7 @@ class Server:
         self.registry = JobRegistry(self.workspace)
         self.endpoint = ""
         self._context = zmq.Context()
-        self._queue: queue.Queue[str] = queue.Queue(maxsize=config.max_queue)
+        self._queue: queue.Queue[str] = queue.Queue()  # capacity is counted in the registry (cancels free it)
         self._inproc = f"inproc://keyface-outbox-{id(self)}"
         self._stopping = threading.Event()  # workers take no new jobs
         self._io_stop = threading.Event()  # the I/O thread exits after flushing
@@ -258,14 +258,11 @@ class Server:
                 raise ProtocolError(code, str(error), f"fix the {kind.name} settings and submit again") from None
         if self._stopping.is_set():
             raise ProtocolError(ErrorCode.QUEUE_FULL, "the backend is shutting down", "start it again")
-        record = self.registry.create(kind.name, message.id, message.spec, peer)
-        try:
-            self._queue.put_nowait(record.job)
-        except queue.Full:
-            self.registry.update(record, state=JobState.FAILED, finished=time.time(), persist=True,
-                                 error={"code": "queue_full", "message": "queue full", "hint": ""})
+        if self.registry.count(JobState.QUEUED) >= self.config.max_queue:
             raise ProtocolError(ErrorCode.QUEUE_FULL, f"{self.config.max_queue} jobs are already waiting",
-                                "wait for running jobs to finish, or cancel some") from None
+                                "wait for running jobs to finish, or cancel some")
+        record = self.registry.create(kind.name, message.id, message.spec, peer)
+        self._queue.put(record.job)
         self._reply(peer, Accepted(id=message.id, job=record.job, kind=record.kind,
                                    position=self.registry.queued_before(record)))
 

@@ -7,7 +7,7 @@ import pytest
 from backend.service.config import ServerConfig
 from backend.service.server import Server
 from backend.service.workspace import Workspace
-from shared_client import Client, JobFailed
+from shared_client import Client, JobFailed, RequestFailed
 from shared_proto import ErrorCode
 
 
@@ -45,3 +45,24 @@ def test_huge_error_texts_are_clipped_not_fatal(server) -> None:
         assert getattr(info.value, "code", None) is ErrorCode.NOT_FOUND
         assert client.hello().device == "cpu"
     assert server.alive()
+
+
+def test_cancelling_queued_jobs_frees_queue_places(tmp_path) -> None:
+    server = Server(ServerConfig(bind="tcp://127.0.0.1:*", workspace=tmp_path / "ws", device="cpu", max_queue=2))
+    server.start()
+    try:
+        with Client(server.endpoint, timeout=10) as client:
+            spec = {"count": 100_000, "width": 32, "height": 32}
+            running = client.submit("test_pattern", spec)
+            next(iter(running.replies(timeout=30)))
+            waiting = [client.submit("test_pattern", spec) for _ in range(2)]
+            with pytest.raises(RequestFailed) as info:
+                client.submit("test_pattern", spec)
+            assert info.value.code is ErrorCode.QUEUE_FULL
+            for job in waiting:
+                client.cancel(job.id)
+            again = client.submit("test_pattern", {"count": 1, "width": 32, "height": 32})
+            client.cancel(running.id)
+            assert again.wait(timeout=60)["frames"] == 1
+    finally:
+        server.stop()
