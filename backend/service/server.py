@@ -63,6 +63,13 @@ INPROC_HWM = 8
 MAX_STATUS_JOBS = 200
 
 
+def brief(info: dict[str, Any]) -> dict[str, Any]:
+    """A job summary for the all-jobs listing, texts shortened so 200 of them fit in one header."""
+    error = info["error"]
+    return {**info, "message": clip_text(info["message"], 500),
+            "error": None if error is None else {k: clip_text(str(v), 500) for k, v in error.items()}}
+
+
 def failure(request_id: str, job: str | None, code: ErrorCode, message: str, hint: str = "") -> Failed:
     """A `failed` reply whose texts (often built from arbitrary exceptions) fit the protocol's limits."""
     return Failed(id=request_id, job=job, code=code, message=clip_text(message), hint=clip_text(hint))
@@ -282,7 +289,7 @@ class Server:
 
     def _on_status(self, peer: bytes, message: Status) -> None:
         if message.job is None:
-            infos = [record.info() for record in self.registry.all()[-MAX_STATUS_JOBS:]]
+            infos = [brief(record.info()) for record in self.registry.all()[-MAX_STATUS_JOBS:]]
             self._reply(peer, Jobs(id=message.id, jobs=infos))
             return
         record = self._known_job(message.job)

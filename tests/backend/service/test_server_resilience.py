@@ -66,3 +66,15 @@ def test_cancelling_queued_jobs_frees_queue_places(tmp_path) -> None:
             assert again.wait(timeout=60)["frames"] == 1
     finally:
         server.stop()
+
+
+def test_the_all_jobs_listing_fits_one_header_even_with_long_errors() -> None:
+    from backend.service.registry import JobRecord
+    from backend.service.server import MAX_STATUS_JOBS, brief
+    from shared_proto import Jobs, encode
+
+    records = [JobRecord(job=f"j{i}", kind="render", request_id=f"r{i}", spec={}, peer=None, message="m" * 60000,
+                         error={"code": "internal", "message": "e" * 60000, "hint": "h" * 60000})
+               for i in range(MAX_STATUS_JOBS)]
+    frames = encode(Jobs(id="s", jobs=[brief(r.info()) for r in records]))
+    assert len(frames[0]) < 1024 * 1024
