@@ -29,6 +29,28 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+def damage_bytes(path: Path, data, mode: str) -> None:
+    """Damage a file for a hypothesis fuzz: cut it at a drawn offset ('truncate') or overwrite 1-8 drawn
+    bytes ('flip'). `data` is hypothesis' `st.data()` object."""
+    from hypothesis import strategies as st
+
+    raw = bytearray(path.read_bytes())
+    if mode == "truncate":
+        raw = raw[: data.draw(st.integers(0, len(raw) - 1))]
+    elif mode == "flip":
+        for _ in range(data.draw(st.integers(1, 8))):
+            raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    else:
+        raise ValueError(f"unknown damage mode {mode!r}")
+    path.write_bytes(bytes(raw))
+
+
+@pytest.fixture(scope="session")
+def damage():
+    """`damage(path, data, mode)`: see `damage_bytes`."""
+    return damage_bytes
+
+
 class BackendProcess:
     """`python -m backend serve` in a subprocess, with its own workspace and log file."""
 

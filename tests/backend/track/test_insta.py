@@ -77,7 +77,7 @@ _JSON_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-10**30, 10**30),
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
-def test_fuzz_only_tracked_import_errors(formats, data):
+def test_fuzz_only_tracked_import_errors(formats, damage, data):
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         formats.insta(root, np.random.default_rng(3), frames=3)
@@ -94,13 +94,7 @@ def test_fuzz_only_tracked_import_errors(formats, data):
             transforms.write_text(json.dumps(db))
         else:
             target = data.draw(st.sampled_from([transforms, root / "flame/exp/00001.txt"]))
-            raw = bytearray(target.read_bytes())
-            if mode == "truncate":
-                raw = raw[:data.draw(st.integers(0, len(raw) - 1))]
-            else:
-                for _ in range(data.draw(st.integers(1, 8))):
-                    raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
-            target.write_bytes(bytes(raw))
+            damage(target, data, mode)
         try:
             assert isinstance(load_insta(root), TrackedSequence)
         except TrackedImportError as error:

@@ -162,7 +162,7 @@ _VALUES = st.sampled_from([np.zeros((1, 0), np.float32), np.full((1, 6), np.inf,
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")  # torch's remark on damaged bytes
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
-def test_fuzz_only_tracked_import_errors(formats, data):
+def test_fuzz_only_tracked_import_errors(formats, damage, data):
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         formats.metrical(root, np.random.default_rng(6), frames=2, images=False)
@@ -178,13 +178,7 @@ def test_fuzz_only_tracked_import_errors(formats, data):
                 holder[key] = data.draw(_VALUES)
             torch.save(payload, path)
         else:
-            raw = bytearray(path.read_bytes())
-            if mode == "truncate":
-                raw = raw[:data.draw(st.integers(0, len(raw) - 1))]
-            else:
-                for _ in range(data.draw(st.integers(1, 8))):
-                    raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
-            path.write_bytes(bytes(raw))
+            damage(path, data, mode)
         try:
             assert isinstance(load_metrical_tracker(root), TrackedSequence)
         except TrackedImportError as error:

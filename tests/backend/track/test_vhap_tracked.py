@@ -90,7 +90,7 @@ def test_bad_arguments(tmp_path):
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
-def test_fuzz_only_tracked_import_errors(formats, data):
+def test_fuzz_only_tracked_import_errors(formats, damage, data):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "tracked_flame_params_1.npz"
         formats.vhap_tracked(path, np.random.default_rng(6), frames=3)
@@ -107,13 +107,7 @@ def test_fuzz_only_tracked_import_errors(formats, data):
                     np.full((1, 5143, 3), 1e300), np.full((3, 3), 1e300)]))
             np.savez(path, **arrays)
         else:
-            raw = bytearray(path.read_bytes())
-            if mode == "truncate":
-                raw = raw[:data.draw(st.integers(0, len(raw) - 1))]
-            else:
-                for _ in range(data.draw(st.integers(1, 8))):
-                    raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
-            path.write_bytes(bytes(raw))
+            damage(path, data, mode)
         try:
             assert isinstance(load_vhap_tracked(path), TrackedSequence)
         except TrackedImportError as error:
