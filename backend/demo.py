@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,13 +23,14 @@ from shared_proto import Camera, FrameReply, Progress
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def start_backend(workspace: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
-    """A backend process on a free loopback port; returns it and its endpoint."""
-    ready = Path(tempfile.mkdtemp(prefix="keyface-demo-")) / "ready.json"
+def start_backend(workspace: Path, log_path: Path, *serve_args: str) -> tuple[subprocess.Popen, str]:
+    """`python -m backend serve` on a free loopback port, logging to `log_path`; returns it and its endpoint."""
+    ready = log_path.with_suffix(".ready.json")
+    ready.unlink(missing_ok=True)
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "backend", "serve", "--bind", "tcp://127.0.0.1:*", "--workspace", str(workspace),
-             "--ready-file", str(ready)],
+             "--ready-file", str(ready), *serve_args],
             cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     deadline = time.monotonic() + 120
     while not ready.exists():

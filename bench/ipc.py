@@ -26,20 +26,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def start_backend(folder: Path) -> tuple[subprocess.Popen, str]:
-    ready = folder / "ready.json"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "backend", "--log-level", "WARNING", "serve", "--bind", "tcp://127.0.0.1:*", "--workspace",
-         str(folder / "ws"), "--device", "cpu", "--ready-file", str(ready)],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not ready.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("the backend did not start")
-        time.sleep(0.05)
-    return process, json.loads(ready.read_text())["endpoint"]
-
-
 def keyface_run(endpoint: str, frames: int, size: int) -> float:
     """Seconds from the first to the last frame of a test_pattern job."""
     from shared_client import Client
@@ -102,7 +88,9 @@ def main() -> None:
         return
     nbytes = args.size * args.size * 4
     with tempfile.TemporaryDirectory(prefix="keyface-bench-ipc-") as folder:
-        backend, endpoint = start_backend(Path(folder))
+        from backend.demo import start_backend
+
+        backend, endpoint = start_backend(Path(folder) / "ws", Path(folder) / "backend.log", "--device", "cpu")
         try:
             keyface_run(endpoint, 10, args.size)  # warm-up
             keyface = [keyface_run(endpoint, args.frames, args.size) for _ in range(args.repeats)]
