@@ -96,20 +96,19 @@ class AvatarConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AvatarConfig:
         """Inverse of `to_dict`; unknown keys are an error (they come from a newer Keyface)."""
-        if not isinstance(data, Mapping):
-            raise TypeError(f"an AvatarConfig needs a mapping, got {type(data).__name__}")
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown AvatarConfig fields {unknown}; known fields are {sorted(known)}")
-        values = dict(data)
+        values = _known_fields(cls, data, "AvatarConfig")
         if "renderer" in values:
-            renderer = values["renderer"]
-            if not isinstance(renderer, Mapping):
-                raise TypeError(f"AvatarConfig.renderer must be a mapping, got {type(renderer).__name__}")
-            renderer_known = {field.name for field in dataclasses.fields(NeuralRendererConfig)}
-            unknown = sorted(set(renderer) - renderer_known)
-            if unknown:
-                raise ValueError(f"unknown NeuralRendererConfig fields {unknown}; known are {sorted(renderer_known)}")
-            values["renderer"] = NeuralRendererConfig(**renderer)
+            values["renderer"] = NeuralRendererConfig(**_known_fields(NeuralRendererConfig, values["renderer"],
+                                                                      "AvatarConfig.renderer"))
         return cls(**values)
+
+
+def _known_fields(cls: type, data: Any, what: str) -> dict[str, Any]:
+    """`data` as a dict of `cls`'s fields; unknown keys are an error (they come from a newer Keyface)."""
+    if not isinstance(data, Mapping):
+        raise TypeError(f"{what} needs a mapping, got {type(data).__name__}")
+    known = {field.name for field in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"unknown {what} fields {unknown}; known fields are {sorted(known)}")
+    return dict(data)
