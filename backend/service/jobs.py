@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any, Callable
 
 from ..avatar import export_job, render_job
+from ..flame import model_job
 from ..render import maps_job
 from ..track import import_job
 from . import builtin_jobs
@@ -35,6 +36,8 @@ def job_table() -> dict[str, JobKind]:
                 "path end to end)", builtin_jobs.validate_test_pattern),
         JobKind("geometry_maps", maps_job.run, "render a FLAME sequence to depth / normal / shaded guidance maps",
                 maps_job.validate),
+        JobKind("head_model", model_job.run, "send a head's model data (template, bases, joints, skinning, "
+                "correctives) for the Blender rig", model_job.validate),
         JobKind("import_tracked", import_job.run, "read a tracked FLAME dataset (VHAP, GaussianAvatars, "
                 "metrical-tracker, INSTA) on the backend's machine", import_job.validate),
         JobKind("render", render_job.run_render, "render an avatar (default, package or 3DGS PLY) posed by a FLAME "
