@@ -61,7 +61,7 @@ def _keys(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(args.out)
+    return run_demo(args.out, quick=args.quick)
 
 
 def _render(args: argparse.Namespace) -> int:
@@ -126,8 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_argument("--client", default="client", help="name of the client key pair to create")
     keys.set_defaults(handler=_keys)
 
-    demo = commands.add_parser("demo", help="start a backend, run the default job end to end, stop it")
+    demo = commands.add_parser("demo", help="start a backend, run the animator's workflow headless through the "
+                               "Blender add-on, stop it")
     demo.add_argument("--out", default="demo_out", help="folder for the demo's outputs")
+    demo.add_argument("--quick", action="store_true", help="a small take (8 frames at 128x128; for tests)")
     demo.set_defaults(handler=_demo)
 
     render = commands.add_parser("render", help="render an avatar to PNG frames in-process (no server)")

@@ -1,24 +1,32 @@
-"""`python build.py demo`: the default job end to end on a fresh machine.
+"""`python build.py demo`: the animator's workflow, headless, on a fresh machine.
 
-Starts a backend process on a free loopback port, connects with the client, checks the device
-(`diagnose`), streams a test-card sequence (`test_pattern`) and writes it as PNGs and an MP4,
-prints what it measured, and stops the backend. Each capability added to Keyface grows this demo
-until it is the full animator workflow.
+1. starts a backend process on a free loopback port and checks the device (`diagnose`);
+2. builds the Blender extension zip, extracts it into `<out>/addon` and runs Blender (bpy as a module) on
+   `backend/demo_blender.py`, which drives the add-on: connect, build the rig, key a procedural
+   talking-head motion onto it, frame the camera, render the take with the default avatar onto the timeline,
+   save `<out>/demo.blend` (the take's PNGs in `<out>/keyface_takes/demo_v001/`);
+3. encodes the take as `<out>/avatar.mp4` and exports the avatar's first frame as a 3DGS PLY
+   (`<out>/avatar_frame0.ply`);
+4. prints where everything is and stops the backend.
+
+`--quick` (tests) renders 8 frames at 128² with 5,000 Gaussians instead of 48 at 256² with 40,000.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from shared_client import Client
-from shared_proto import Camera, FrameReply, Progress
+from shared_proto import Progress
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,9 +57,28 @@ def show_progress(reply: Progress) -> None:
     print(f"  [{reply.stage}] {done}{eta} {reply.message}".rstrip(), flush=True)
 
 
-def run_demo(out: str | os.PathLike) -> int:
+@dataclasses.dataclass(frozen=True)
+class DemoConfig:
+    """How big the demo's take is."""
+
+    frames: int = 48
+    """Frames of head motion keyed and rendered (24 fps)."""
+    size: int = 256
+    """Output width and height in pixels."""
+    gaussians: int = 40_000
+    """Gaussians of the default avatar (the product default is 100k; fewer keep the CPU demo quick)."""
+
+
+QUICK = DemoConfig(frames=8, size=128, gaussians=5_000)
+"""The test flag's configuration (`--quick`)."""
+BACKGROUND = np.array([26, 26, 26], dtype=np.float64)
+"""Colour the straight-alpha take is composited over for the MP4."""
+
+
+def run_demo(out: str | os.PathLike, quick: bool = False) -> int:
+    config = QUICK if quick else DemoConfig()
     out = Path(out).resolve()
-    (out / "frames").mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     log_path = out / "backend.log"
     print(f"starting a backend (log: {log_path})", flush=True)
     process, endpoint = start_backend(out / "workspace", log_path)
@@ -59,10 +86,7 @@ def run_demo(out: str | os.PathLike) -> int:
         with Client(endpoint, timeout=30, name="keyface demo") as client:
             welcome = client.hello()
             gpu = f", GPU {welcome.gpu['name']}" if welcome.gpu else ""
-            print(f"connected to {welcome.server} at {endpoint}: device {welcome.device}{gpu}; "
-                  f"jobs: {', '.join(welcome.capabilities)}", flush=True)
-
-            print("diagnose: checking the compute device", flush=True)
+            print(f"connected to {welcome.server} at {endpoint}: device {welcome.device}{gpu}", flush=True)
             job = client.submit("diagnose", {"size": 512, "repeats": 8})
             for reply in job.replies(timeout=600):
                 if isinstance(reply, Progress):
@@ -72,110 +96,83 @@ def run_demo(out: str | os.PathLike) -> int:
                   f"(512x512 float32 matmul), memory round trip {'ok' if report['memory_roundtrip_ok'] else 'BROKEN'}")
             client.fetch(report["report"], out / "diagnose.json")
 
-            print("test_pattern: streaming 48 frames of 512x512 RGBA", flush=True)
-            frames: list[np.ndarray] = []
-            job = client.submit("test_pattern", {"count": 48, "width": 512, "height": 512})
-            for reply in job.replies(timeout=600):
-                if isinstance(reply, FrameReply):
-                    frames.append(np.array(reply.image))
-                elif isinstance(reply, Progress):
-                    show_progress(reply)
-            result = job.wait()
-            written = write_frames(frames, out)
-            print(f"  received {len(frames)} frames in {result['seconds']:.3f} s of job time")
+            motion = write_motion(out, config)
+            print(f"blender: driving the Keyface add-on ({config.frames} frames at {config.size}x{config.size}, "
+                  f"default avatar with {config.gaussians} Gaussians)", flush=True)
+            made = run_blender(out, endpoint, motion, config)
+            mp4 = encode_take(Path(made["take"]), out / "avatar.mp4")
+            from shared_proto.sequence_io import load_sequence_npz
 
-            print("geometry_maps: the built-in head talking for 2 s, as depth | normal | shaded render", flush=True)
-            maps = render_head_maps(client, out)
-
-            print(f"render: the default Gaussian avatar ({AVATAR_GAUSSIANS} Gaussians) doing the same, then "
-                  "export: its first frame as a 3DGS PLY", flush=True)
-            avatar = render_default_avatar(client, out)
-        print(f"\ndemo outputs in {out}:\n  {written['pngs']} (PNG sequence, straight alpha)\n  {written['mp4']}\n"
-              f"  {maps}\n  {avatar['mp4']}\n  {avatar['ply']} (opens in any 3DGS viewer)\n"
-              f"  {out / 'diagnose.json'}")
+            exported = client.submit("export", {"avatar": "default", "gaussians": config.gaussians, "format": "ply",
+                                                "sequence": load_sequence_npz(motion).to_wire(), "frame": 0})
+            ply = client.fetch(exported.wait(timeout=600)["assets"][0], out / "avatar_frame0.ply")
+        print(f"\ndemo outputs in {out}:\n  {made['blend']} (open in Blender 4.2+ with the add-on from "
+              f"{out / 'addon'})\n  {made['take']}/frame_%06d.png (the take, straight alpha; strip "
+              f"{made['strip']!r} on frames {made['frames'][0]}-{made['frames'][1]})\n  {mp4}\n  {ply} (opens in "
+              f"any 3DGS viewer)\n  {out / 'diagnose.json'}", flush=True)
         return 0
     finally:
         process.terminate()
         process.wait(30)
 
 
-def demo_camera(width: int = 384, height: int = 384) -> Camera:
-    """A portrait camera 0.6 m in front of the head (FLAME axes: y up, the face looks down +z)."""
-    pose = np.eye(4)
-    pose[:3, :3] = np.diag([1.0, -1.0, -1.0])  # OpenCV: y down, looking along -z of the world
-    pose[:3, 3] = [0.0, 0.01, 0.6]  # eye level sits ~1 cm above the FLAME origin
-    focal = 1.8 * width
-    return Camera(K=[[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]], world_to_camera=pose, width=width,
-                  height=height)
+def write_motion(out: Path, config: DemoConfig) -> Path:
+    """A reproducible talking-head FlameSequence as a .npz the add-on keys onto the rig."""
+    from shared_proto.sequence_io import save_sequence_npz
+
+    from .flame.motion import talking_head
+
+    return save_sequence_npz(talking_head(config.frames, 24, n_expression=20, seed=7), out / "motion.npz")
 
 
-def render_head_maps(client: Client, out: Path) -> Path:
-    """Stream depth / normal / render maps of the built-in head and write them side by side as an MP4."""
+def install_addon(out: Path) -> Path:
+    """Build the extension zip (build.py addon) and extract it as `<out>/addon/keyface`; returns `<out>/addon`."""
+    import importlib.util
+    import shutil
+
+    spec = importlib.util.spec_from_file_location("keyface_build", REPO_ROOT / "build.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    archive = build.addon(out / "dist")
+    target = out / "addon"
+    shutil.rmtree(target, ignore_errors=True)
+    with zipfile.ZipFile(archive) as opened:
+        opened.extractall(target / "keyface")
+    return target
+
+
+def run_blender(out: Path, endpoint: str, motion: Path, config: DemoConfig) -> dict:
+    """Run backend/demo_blender.py with this environment's bpy; returns its DEMO line's facts."""
+    extensions = install_addon(out)
+    script = Path(__file__).resolve().parent / "demo_blender.py"
+    args = [str(extensions), endpoint, str(out), str(motion), str(config.frames), str(config.size),
+            str(config.gaussians)]
+    command = [sys.executable, str(script), *args]
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}  # only the add-on, as in Blender
+    process = subprocess.Popen(command, cwd=out, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    lines, made = [], None
+    for line in process.stdout:  # echoed as it comes: the render's progress shows while it runs
+        lines.append(line)
+        if line.startswith(("blender:", "keyface:", "Info:", "Error:")):
+            print(f"  {line.rstrip()}", flush=True)
+        elif line.startswith("DEMO "):
+            made = json.loads(line[5:])
+    if process.wait() != 0 or made is None:
+        raise RuntimeError(f"the Blender step failed ({process.returncode}):\n{''.join(lines[-60:])}")
+    return made
+
+
+def encode_take(take: Path, mp4: Path) -> Path:
+    """The take's straight-alpha PNGs composited over BACKGROUND, as an H.264 MP4 (24 fps)."""
     import imageio.v3 as iio
 
     from .atomic import atomic_path
-    from .flame.motion import talking_head
 
-    sequence = talking_head(48, 24, n_expression=20, seed=7)
-    job = client.submit("geometry_maps", {"sequence": sequence.to_wire(), "camera": demo_camera().to_wire(),
-                                          "maps": ["depth", "normal", "render"]})
-    panels: dict[int, list[np.ndarray]] = {}
-    for reply in job.replies(timeout=1800):
-        if isinstance(reply, FrameReply):
-            panels.setdefault(reply.meta["frame"], []).append(np.array(reply.image[..., :3]))
-        elif isinstance(reply, Progress) and reply.step % 12 == 0:
-            show_progress(reply)
-    job.wait()
-    strips = np.stack([np.concatenate(panels[frame], axis=1) for frame in sorted(panels)])  # [T, H, 3W, 3]
-    mp4 = out / "head_maps.mp4"
-    with atomic_path(mp4) as temp:
-        iio.imwrite(temp, strips, fps=sequence.fps, codec="libx264")
-    with atomic_path(out / "head_maps_first.png") as temp:
-        iio.imwrite(temp, strips[0])
-    return mp4
-
-
-AVATAR_GAUSSIANS = 40_000
-"""Gaussians of the demo's default avatar (the product default is 100k; fewer keep the CPU demo quick)."""
-
-
-def render_default_avatar(client: Client, out: Path) -> dict[str, Path]:
-    """Stream the default avatar through the talking-head motion to an MP4, and fetch a PLY export."""
-    import imageio.v3 as iio
-
-    from .atomic import atomic_path
-    from .flame.motion import talking_head
-
-    sequence = talking_head(48, 24, n_expression=20, seed=7)
-    spec = {"avatar": "default", "gaussians": AVATAR_GAUSSIANS, "sequence": sequence.to_wire(),
-            "camera": demo_camera(256, 256).to_wire(), "quality": "final", "background": [0.1, 0.1, 0.1]}
-    job = client.submit("render", spec)
     frames = []
-    for reply in job.replies(timeout=3600):
-        if isinstance(reply, FrameReply):
-            frames.append(np.array(reply.image[..., :3]))
-        elif isinstance(reply, Progress) and reply.step % 12 == 0:
-            show_progress(reply)
-    job.wait()
-    mp4 = out / "avatar.mp4"
+    for path in sorted(take.glob("frame_*.png")):
+        rgba = iio.imread(path).astype(np.float64)  # [H, W, 4]
+        alpha = rgba[..., 3:] / 255.0
+        frames.append((rgba[..., :3] * alpha + BACKGROUND * (1 - alpha) + 0.5).astype(np.uint8))
     with atomic_path(mp4) as temp:
-        iio.imwrite(temp, np.stack(frames), fps=sequence.fps, codec="libx264")
-    exported = client.submit("export", {"avatar": "default", "gaussians": AVATAR_GAUSSIANS, "format": "ply",
-                                        "sequence": sequence.to_wire(), "frame": 0}).wait(timeout=600)
-    ply = client.fetch(exported["assets"][0], out / "avatar_frame0.ply")
-    return {"mp4": mp4, "ply": ply}
-
-
-def write_frames(frames: list[np.ndarray], out: Path) -> dict[str, Path]:
-    import imageio.v3 as iio
-
-    from .atomic import atomic_path
-
-    for index, frame in enumerate(frames):
-        with atomic_path(out / "frames" / f"frame_{index:04d}.png") as temp:
-            iio.imwrite(temp, frame)
-    mp4 = out / "test_pattern.mp4"
-    with atomic_path(mp4) as temp:
-        iio.imwrite(temp, np.stack([frame[..., :3] for frame in frames]), fps=24, codec="libx264")
-    return {"pngs": out / "frames" / "frame_%04d.png", "mp4": mp4}
-
+        iio.imwrite(temp, np.stack(frames), fps=24, codec="libx264")
+    return mp4

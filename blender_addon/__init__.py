@@ -1,4 +1,9 @@
-"""Keyface Blender extension: connect to a Keyface backend (the rig, jobs and takes build on this)."""
+"""Keyface Blender extension: keyframe a FLAME head, render it through a Keyface backend onto the timeline.
+
+Registration of every module's `CLASSES` (explicit tuples, in order) and of the two property owners:
+`Scene.keyface` (settings.KeyfaceSettings) and `Object.keyface` (the rig's, via rig_props).
+Scripting contract: see README.md ("Scripting the add-on").
+"""
 
 import sys
 from pathlib import Path
@@ -10,67 +15,44 @@ if _VENDOR.is_dir() and str(_VENDOR) not in sys.path:
 
 import bpy  # noqa: E402
 
-from . import connection  # noqa: E402
+from . import (  # noqa: E402
+    avatar_ops,
+    connection,
+    gaussian_ops,
+    job_ops,
+    panels,
+    prompt_ops,
+    render_ops,
+    rig_ops,
+    rig_props,
+    runtime,
+    settings,
+)
 
+MODULES = (settings, rig_props, job_ops, render_ops, avatar_ops, prompt_ops, gaussian_ops, panels, rig_ops)
+"""Registered in this order (property groups before the pointers to them; the Connection panel before the
+Rig panel), unregistered in reverse."""
 
-class KeyfaceSettings(bpy.types.PropertyGroup):
-    """Scene settings of the add-on (`context.scene.keyface`)."""
-
-    address: bpy.props.StringProperty(name="Address", default="tcp://127.0.0.1:5555",
-                                      description="ZeroMQ endpoint of the Keyface backend")
-    status: bpy.props.StringProperty(name="Status", default="not connected")
-    device: bpy.props.StringProperty(name="Device", default="")
-    connected: bpy.props.BoolProperty(name="Connected", default=False)
-
-
-class KEYFACE_OT_connect(bpy.types.Operator):
-    """Connect to the Keyface backend and show its device"""
-
-    bl_idname = "keyface.connect"
-    bl_label = "Connect"
-
-    address: bpy.props.StringProperty(name="Address", default="", description="Overrides the scene setting")
-
-    def execute(self, context):
-        settings = context.scene.keyface
-        if self.address:
-            settings.address = self.address
-        status = connection.connect(settings.address)
-        settings.connected, settings.status, settings.device = status.connected, status.text, status.device
-        if not status.connected:
-            self.report({"ERROR"}, status.text)
-            return {"CANCELLED"}
-        self.report({"INFO"}, f"Keyface backend on {status.device}")
-        return {"FINISHED"}
-
-
-class KEYFACE_PT_connection(bpy.types.Panel):
-    bl_label = "Connection"
-    bl_idname = "KEYFACE_PT_connection"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "Keyface"
-
-    def draw(self, context):
-        settings = context.scene.keyface
-        self.layout.prop(settings, "address")
-        self.layout.operator(KEYFACE_OT_connect.bl_idname, icon="LINKED" if settings.connected else "UNLINKED")
-        self.layout.label(text=settings.status, icon="CHECKMARK" if settings.connected else "ERROR")
-        if settings.device:
-            self.layout.label(text=f"Device: {settings.device}")
-
-
-CLASSES = (KeyfaceSettings, KEYFACE_OT_connect, KEYFACE_PT_connection)
+__all__ = ["connection", "register", "unregister"]
 
 
 def register() -> None:
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
-    bpy.types.Scene.keyface = bpy.props.PointerProperty(type=KeyfaceSettings)
+    for module in MODULES:
+        for cls in module.CLASSES:
+            bpy.utils.register_class(cls)
+        if hasattr(module, "register_properties"):
+            module.register_properties()
+    bpy.types.Scene.keyface = bpy.props.PointerProperty(type=settings.KeyfaceSettings)
+    bpy.types.TOPBAR_MT_file_import.append(gaussian_ops.menu_import)
+    runtime.register()
 
 
 def unregister() -> None:
-    connection.disconnect()
+    runtime.unregister()
+    bpy.types.TOPBAR_MT_file_import.remove(gaussian_ops.menu_import)
     del bpy.types.Scene.keyface
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
+    for module in reversed(MODULES):
+        if hasattr(module, "unregister_properties"):
+            module.unregister_properties()
+        for cls in reversed(module.CLASSES):
+            bpy.utils.unregister_class(cls)

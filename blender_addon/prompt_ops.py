@@ -1,0 +1,130 @@
+"""The prompt track and `bpy.ops.keyface.edit()`.
+
+The Prompts panel holds a text prompt, a reference image and a track of per-frame-range prompts
+(`scene.keyface.prompt_track`). `edit` submits them with the chosen avatar as an `edit` job; its result is a
+new avatar reference, which becomes the chosen avatar and (by default) renders into a new take
+`<take>_edit`.
+"""
+
+import bpy
+
+from . import runtime
+from .jobs import JobRecord
+
+
+def prompt_track(settings) -> list[dict]:
+    """The track as the job spec carries it: [{frame_start, frame_end, text}], ranges with text only, sorted."""
+    entries = [{"frame_start": item.frame_start, "frame_end": item.frame_end, "text": item.text.strip()}
+               for item in settings.prompt_track if item.text.strip()]
+    for entry in entries:
+        if entry["frame_end"] < entry["frame_start"]:
+            raise ValueError(f"prompt {entry['text']!r} ends (frame {entry['frame_end']}) before it starts "
+                             f"(frame {entry['frame_start']})")
+    return sorted(entries, key=lambda entry: (entry["frame_start"], entry["frame_end"]))
+
+
+def edit_spec(settings) -> dict:
+    """The `edit` job spec (backend/edit/README.md): avatar, editor, instruction, prompts, reference."""
+    spec = {"avatar": settings.avatar or "default", "editor": settings.editor}
+    if settings.prompt.strip():
+        spec["instruction"] = settings.prompt.strip()
+    track = prompt_track(settings)
+    if track:
+        spec["prompts"] = track
+    if settings.reference_image:
+        spec["reference"] = bpy.path.abspath(settings.reference_image)
+    if settings.editor == "instruct-pix2pix" and "instruction" not in spec and "prompts" not in spec:
+        raise ValueError("the instruct-pix2pix editor needs a prompt or a prompt track entry")
+    if settings.editor == "reference-style" and "reference" not in spec:
+        raise ValueError("the reference-style editor needs a reference image")
+    return spec
+
+
+def on_edit_end(scene, record: JobRecord) -> None:
+    """Choose the edited avatar; render it into a new take when asked."""
+    from . import avatar_ops, render_ops
+
+    if record.state != "done" or not record.result:
+        return
+    target = bpy.data.scenes.get(record.options.get("scene", "")) or scene
+    settings = target.keyface
+    ref = str(record.result["avatar"])
+    avatar_ops.add_avatar(settings, ref, f"edit: {record.options.get('summary', '')}"[:60])
+    if record.options.get("render_after"):
+        options = record.options
+        render_ops.submit_render(bpy.context, options["frame_start"], options["frame_end"],
+                                 tuple(options["resolution"]), f"{options['take']}_edit", options["quality"], ref)
+
+
+class KEYFACE_OT_prompt_add(bpy.types.Operator):
+    """Add a prompt for the scene's frame range (edit its range and text in the list)"""
+
+    bl_idname = "keyface.prompt_add"
+    bl_label = "Add Prompt"
+
+    text: bpy.props.StringProperty(name="Prompt", default="")
+    frame_start: bpy.props.IntProperty(name="Start", default=-1, description="-1: the scene's start")
+    frame_end: bpy.props.IntProperty(name="End", default=-1, description="-1: the scene's end")
+
+    def execute(self, context):
+        scene, settings = context.scene, context.scene.keyface
+        item = settings.prompt_track.add()
+        item.text = self.text or settings.prompt
+        item.frame_start = scene.frame_start if self.frame_start < 0 else self.frame_start
+        item.frame_end = scene.frame_end if self.frame_end < 0 else self.frame_end
+        settings.prompt_index = len(settings.prompt_track) - 1
+        return {"FINISHED"}
+
+
+class KEYFACE_OT_prompt_remove(bpy.types.Operator):
+    """Remove the active prompt"""
+
+    bl_idname = "keyface.prompt_remove"
+    bl_label = "Remove Prompt"
+
+    def execute(self, context):
+        settings = context.scene.keyface
+        if not 0 <= settings.prompt_index < len(settings.prompt_track):
+            self.report({"ERROR"}, "no prompt selected")
+            return {"CANCELLED"}
+        settings.prompt_track.remove(settings.prompt_index)
+        settings.prompt_index = max(0, settings.prompt_index - 1)
+        return {"FINISHED"}
+
+
+class KEYFACE_OT_edit(bpy.types.Operator):
+    """Edit the chosen avatar with the prompt, reference image and prompt track; render it to a new take"""
+
+    bl_idname = "keyface.edit"
+    bl_label = "Edit Avatar"
+
+    render_after: bpy.props.BoolProperty(name="Render after", default=True,
+                                         description="Render the edited avatar into a new take when done")
+    wait: bpy.props.BoolProperty(name="Wait", default=True, description="Under blender -b, block until done")
+
+    def execute(self, context):
+        scene, settings = context.scene, context.scene.keyface
+        try:
+            spec = edit_spec(settings)
+        except ValueError as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        start, end = ((scene.frame_start, scene.frame_end) if settings.use_scene_range
+                      else (settings.frame_start, settings.frame_end))
+        summary = spec.get("instruction") or (spec.get("prompts") or [{"text": settings.editor}])[0]["text"]
+        record = runtime.submit(scene, JobRecord(kind="edit", spec=spec, label=f"edit: {summary[:40]}", options={
+            "scene": scene.name, "summary": summary, "render_after": self.render_after, "frame_start": start,
+            "frame_end": end, "resolution": list(settings.resolution), "take": settings.take,
+            "quality": settings.quality}))
+        if not (bpy.app.background and self.wait):
+            return {"FINISHED"}
+        runtime.wait(scene, [record])
+        if record.state != "done" or record.error:
+            self.report({"ERROR"}, record.error_text() or record.state)
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
+runtime.ON_END["edit"] = on_edit_end
+
+CLASSES = (KEYFACE_OT_prompt_add, KEYFACE_OT_prompt_remove, KEYFACE_OT_edit)
