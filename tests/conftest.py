@@ -25,6 +25,9 @@ for _name, _sub in (("HOME", ""), ("XDG_CACHE_HOME", ".cache"), ("XDG_CONFIG_HOM
     os.environ[_name] = str(_HOME / _sub)
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
+# OpenMP threads that spin after each parallel region steal the other core from backend processes and bpy
+# subprocesses started by the same test; sleeping waiters keep the 2-core CI machine fair.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
