@@ -108,6 +108,14 @@ def _render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reconstruct(args: argparse.Namespace) -> int:
+    """Optimise an avatar in-process (`backend/reconstruct/command.py`)."""
+    from .reconstruct.command import run_command
+    from .service.device import resolve_device
+
+    return run_command(args, resolve_device)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .service.config import ServerConfig
 
@@ -142,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="final: the camera's size; draft: half of it")
     render.add_argument("--gaussians", type=int, default=None, help="Gaussian count of the default avatar")
     render.set_defaults(handler=_render)
+
+    from .reconstruct.command import add_reconstruct_command
+    add_reconstruct_command(commands, _reconstruct)
     return parser
 
 

@@ -6,7 +6,9 @@ import dataclasses
 from typing import Any, Callable
 
 from ..avatar import export_job, render_job
+from ..edit import job as edit_job
 from ..flame import model_job
+from ..reconstruct import job as reconstruct_job
 from ..render import maps_job
 from ..track import import_job
 from . import builtin_jobs
@@ -44,5 +46,9 @@ def job_table() -> dict[str, JobKind]:
                 "sequence to RGBA frames (cached)", render_job.validate_render),
         JobKind("export", export_job.run_export, "write an avatar as a 3DGS PLY, a PLY sequence, a package or its "
                 "posed FLAME mesh", export_job.validate_export),
+        JobKind("reconstruct", reconstruct_job.run, "optimise a Gaussian avatar from a video, an image folder or a "
+                "tracked dataset on the backend's machine (resumable)", reconstruct_job.validate),
+        JobKind("edit", edit_job.run, "distil a 2D edit (text, relighting, reference image, painted keyframes) into "
+                "a new avatar by iterative dataset update", edit_job.validate),
     ]
     return {kind.name: kind for kind in kinds}

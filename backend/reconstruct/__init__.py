@@ -1,0 +1,21 @@
+"""Avatar optimisation from a tracked sequence (GaussianAvatars / PortraitGen recipe); see README.md.
+
+    dataset = FrameDataset.from_tracked(load_tracked(folder), resolution=512)
+    avatar = initial_avatar(head, dataset, AvatarConfig(num_gaussians=100_000))
+    trainer = Trainer(avatar, dataset, TrainConfig(iterations=3000))
+    while trainer.step_count < trainer.config.iterations:
+        terms = trainer.step()                     # {"loss", "l1", "dssim", "mask", ...}
+    print(trainer.evaluate())                      # held-out PSNR / SSIM, full frame
+"""
+
+from .checkpoint import CheckpointError, list_checkpoints, load_checkpoint, save_checkpoint
+from .dataset import DatasetError, FrameDataset, frame_rows, holdout_count
+from .evaluate import evaluate_frames, frame_metrics
+from .lpips import LPIPS
+from .trainer import GROUPS, TrainConfig, Trainer, initial_avatar
+
+__all__ = [
+    "GROUPS", "LPIPS", "CheckpointError", "DatasetError", "FrameDataset", "TrainConfig", "Trainer",
+    "evaluate_frames", "frame_metrics", "frame_rows", "holdout_count", "initial_avatar", "list_checkpoints",
+    "load_checkpoint", "save_checkpoint",
+]
