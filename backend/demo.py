@@ -31,6 +31,13 @@ from shared_proto import Progress
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+def backend_env() -> dict[str, str]:
+    """The backend's environment: this one, the repository importable, and OpenMP threads that sleep while they
+    wait (OMP_WAIT_POLICY=PASSIVE, unless set): on a busy few-core machine torch's spinning threads made the
+    demo's CPU render up to 20x slower (bench/demo_render.py)."""
+    return {"OMP_WAIT_POLICY": "PASSIVE", **os.environ, "PYTHONPATH": str(REPO_ROOT)}
+
+
 def start_backend(workspace: Path, log_path: Path, *serve_args: str) -> tuple[subprocess.Popen, str]:
     """`python -m backend serve` on a free loopback port, logging to `log_path`; returns it and its endpoint."""
     ready = log_path.with_suffix(".ready.json")
@@ -39,7 +46,7 @@ def start_backend(workspace: Path, log_path: Path, *serve_args: str) -> tuple[su
         process = subprocess.Popen(
             [sys.executable, "-m", "backend", "serve", "--bind", "tcp://127.0.0.1:*", "--workspace", str(workspace),
              "--ready-file", str(ready), *serve_args],
-            cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+            cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env=backend_env())
     deadline = time.monotonic() + 120
     while not ready.exists():
         if process.poll() is not None:

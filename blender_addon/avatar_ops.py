@@ -9,15 +9,18 @@ from pathlib import Path
 
 import bpy
 
-from . import runtime
+from . import rig_params, runtime
 from .jobs import JobRecord
+from .render_ops import BUILTIN_HEAD
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v"}
 TRACKED_MARKERS = ("transforms.json", "transforms_train.json", "checkpoint")
 
 
 def source_key(path: str, source: str) -> str:
-    """The spec key for `path`: 'video', 'frames' or 'tracked' (AUTO guesses from the path)."""
+    """The spec key for `path`: 'video', 'frames' or 'tracked'. AUTO guesses from the suffix, else from what the
+    path is on this machine; ValueError when it cannot (a folder that exists only on a remote backend's machine).
+    """
     if source != "AUTO":
         return source.lower()
     local = Path(path)
@@ -25,7 +28,12 @@ def source_key(path: str, source: str) -> str:
         return "video"
     if local.suffix.lower() in (".npz", ".json") or any((local / marker).exists() for marker in TRACKED_MARKERS):
         return "tracked"
-    return "frames" if local.is_dir() else "video"
+    if local.is_dir():
+        return "frames"
+    if local.is_file():
+        return "video"
+    raise ValueError(f"{path} is not on this machine, so Auto cannot tell a frame folder from a tracked dataset or "
+                     "a video: set Source to Video, Frames or Tracked (the backend reads the path on its machine)")
 
 
 def add_avatar(settings, ref: str, name: str, note: str = "") -> None:
@@ -73,7 +81,13 @@ class KEYFACE_OT_reconstruct(bpy.types.Operator):
         if not path:
             self.report({"ERROR"}, "choose a video, frame folder or tracked dataset to reconstruct from")
             return {"CANCELLED"}
-        spec = {source_key(path, self.source): path, "head": "builtin", "seed": self.seed}
+        rig = rig_params.find_rig(context)  # the avatar is bound to the rig's head, so the rig's motion fits it
+        head = rig.keyface.head if rig is not None and rig.keyface.head else BUILTIN_HEAD
+        try:
+            spec = {source_key(path, self.source): path, "head": head, "seed": self.seed}
+        except ValueError as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
         for name in ("resolution", "iterations", "max_frames"):
             if getattr(self, name):
                 spec[name] = getattr(self, name)

@@ -108,7 +108,7 @@ class KEYFACE_OT_jobs_clear(bpy.types.Operator):
     bl_label = "Clear Finished"
 
     def execute(self, context):
-        runtime.BOOK.clear_finished()
+        runtime.BOOK.clear_finished(runtime.belongs_here)  # another file's ended jobs still have to land there
         jobs = context.scene.keyface.jobs
         for index in reversed(range(len(jobs))):
             if runtime.BOOK.get(jobs[index].key) is None:

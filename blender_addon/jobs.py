@@ -11,7 +11,7 @@ import copy
 import dataclasses
 import time
 import uuid
-from typing import Any
+from typing import Any, Callable
 
 from shared_proto import ErrorCode, Failed, Progress, Result
 
@@ -170,12 +170,9 @@ class JobBook:
     def live(self) -> list[JobRecord]:
         return [r for r in self.records() if not r.terminal]
 
-    def remove(self, key: str) -> None:
-        self._records.pop(key, None)
-
-    def clear_finished(self) -> int:
-        """Forget terminal records; returns how many."""
-        finished = [key for key, record in self._records.items() if record.terminal]
+    def clear_finished(self, where: Callable[[JobRecord], bool] = lambda record: True) -> int:
+        """Forget terminal records (those for which `where(record)` holds); returns how many."""
+        finished = [key for key, record in self._records.items() if record.terminal and where(record)]
         for key in finished:
             del self._records[key]
         return len(finished)

@@ -1,7 +1,9 @@
 """The prompt track and `bpy.ops.keyface.edit()`.
 
 The Prompts panel holds a text prompt, a reference image and a track of per-frame-range prompts
-(`scene.keyface.prompt_track`). `edit` submits them with the chosen avatar as an `edit` job; its result is a
+(`scene.keyface.prompt_track`, in timeline frames). The edit job numbers the frames of the avatar's dataset from
+0, and Import Sequence keys a reconstruction's tracking from the scene's start frame, so the job gets
+timeline frame - scene start. `edit` submits them with the chosen avatar as an `edit` job; its result is a
 new avatar reference, which becomes the chosen avatar and (by default) renders into a new take
 `<take>_edit`.
 """
@@ -13,13 +15,22 @@ from .jobs import JobRecord
 
 
 def prompt_track(settings) -> list[dict]:
-    """The track as the job spec carries it: [{frame_start, frame_end, text}], ranges with text only, sorted."""
-    entries = [{"frame_start": item.frame_start, "frame_end": item.frame_end, "text": item.text.strip()}
-               for item in settings.prompt_track if item.text.strip()]
-    for entry in entries:
-        if entry["frame_end"] < entry["frame_start"]:
-            raise ValueError(f"prompt {entry['text']!r} ends (frame {entry['frame_end']}) before it starts "
-                             f"(frame {entry['frame_start']})")
+    """The track as the job spec carries it: [{frame_start, frame_end, text}] in dataset frames (timeline frame -
+    the scene's start frame, see the module docstring), ranges with text only, sorted."""
+    first = settings.id_data.frame_start  # the Scene owning `settings`
+    entries = []
+    for item in settings.prompt_track:
+        text = item.text.strip()
+        if not text:
+            continue
+        if item.frame_end < item.frame_start:
+            raise ValueError(f"prompt {text!r} ends (frame {item.frame_end}) before it starts (frame "
+                             f"{item.frame_start})")
+        if item.frame_end < first:
+            raise ValueError(f"prompt {text!r} (frames {item.frame_start}-{item.frame_end}) ends before the scene "
+                             f"starts (frame {first}); the edit reads the avatar's frames from the scene start on")
+        entries.append({"frame_start": max(0, item.frame_start - first), "frame_end": item.frame_end - first,
+                        "text": text})
     return sorted(entries, key=lambda entry: (entry["frame_start"], entry["frame_end"]))
 
 

@@ -16,6 +16,9 @@ import bpy
 from . import camera_bpy, rig_params, runtime, takes, timeline
 from .jobs import JobRecord
 
+BUILTIN_HEAD = "builtin"
+"""The `head` of Keyface's own head model (what the default avatar is built on)."""
+
 
 def find_rig_and_sequence(context, frame_start: int, frame_end: int):
     """(rig object, FlameSequence over the range); ValueError with what to do when there is no rig."""
@@ -42,6 +45,11 @@ def submit_render(context, start: int, end: int, resolution: tuple[int, int], ta
         raise ValueError(f"frame_end {end} is before frame_start {start}")
     takes.check_take_name(take)
     rig, sequence = find_rig_and_sequence(context, start, end)
+    spec_avatar = avatar or settings.avatar or "default"
+    if spec_avatar == "default" and rig.keyface.head not in ("", BUILTIN_HEAD):
+        raise ValueError(f"the default avatar is built on the built-in head, but {rig.name} was built from "
+                         f"{rig.keyface.head!r}: reconstruct an avatar with this rig (Avatar panel) or build the rig "
+                         f"from the '{BUILTIN_HEAD}' head")
     cameras = camera_bpy.cameras_over(scene, start, end, rig, resolution)
     spec = render_spec(settings, sequence, cameras, quality, avatar)
     folder = new_take_folder(scene, take, start, end)
@@ -128,8 +136,7 @@ class KEYFACE_OT_render(bpy.types.Operator):
     def execute(self, context):
         scene, settings = context.scene, context.scene.keyface
         if not runtime.status().connected:
-            self.report({"ERROR"}, "not connected to a Keyface backend: press Connect (or "
-                        "bpy.ops.keyface.connect(address=...))")
+            self.report({"ERROR"}, runtime.NOT_CONNECTED)
             return {"CANCELLED"}
         start, end = self._range(context)
         resolution = tuple(self.resolution) if self.properties.is_property_set("resolution") \

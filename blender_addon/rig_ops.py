@@ -2,7 +2,8 @@
 
 Thin: each calls rig_build / rig_params / flame_pack and reports errors with `self.report`. Backend jobs
 (`head_model`, `import_tracked`) answer in seconds, so they run blocking (with a timeout) on a short-lived
-client of their own to the scene's backend address, apart from the add-on's job connection.
+client of their own to the connected backend's address, apart from the add-on's job connection; without a
+connected backend they fail at once instead of freezing Blender while a dead address times out.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 from shared_client import BackendUnavailable, Client, RequestFailed
 from shared_proto import FlameSequence, ProtocolError
 
-from . import flame_pack, rig_build, rig_params
+from . import flame_pack, rig_build, rig_params, runtime
 from .flame_pack import BONE_NAMES, EXPRESSION_PRESETS
 
 JOB_TIMEOUT_S = 300.0
@@ -24,9 +25,9 @@ _TARGETS = (("ALL", "All", "Shape, expression, eyelids and pose"), ("SHAPE", "Sh
             ("POSE", "Pose", "Neck, jaw and eye rotations"))
 
 
-def _run_job(context: bpy.types.Context, kind: str, spec: dict) -> dict:
-    """Run a job on the scene's backend (`scene.keyface.address`) and return its result body."""
-    with Client(context.scene.keyface.address, timeout=10.0, retries=1, name="keyface rig") as client:
+def _run_job(kind: str, spec: dict) -> dict:
+    """Run a job on the connected backend and return its result body (ValueError when none is connected)."""
+    with Client(runtime.connected_address(), timeout=10.0, retries=1, name="keyface rig") as client:
         return client.submit(kind, spec).wait(timeout=JOB_TIMEOUT_S)
 
 
@@ -56,7 +57,7 @@ class KEYFACE_OT_build_rig(bpy.types.Operator):
     def execute(self, context):
         try:
             spec = {"head": self.head, "shape": self.shape, "expression": self.expression}
-            result = _run_job(context, "head_model", spec)
+            result = _run_job("head_model", spec)
             data = flame_pack.rig_data(result)
         except _BACKEND_ERRORS + (ValueError, TypeError) as error:
             self.report({"ERROR"}, f"Build Rig: {error}")
@@ -195,7 +196,7 @@ class KEYFACE_OT_import_sequence(bpy.types.Operator):
                 sequence = rig_params.load_sequence_file(bpy.path.abspath(self.filepath))
             else:
                 spec = {"path": self.filepath} | ({"fps": self.fps} if self.fps > 0 else {})
-                sequence = FlameSequence.from_wire(_run_job(context, "import_tracked", spec)["sequence"])
+                sequence = FlameSequence.from_wire(_run_job("import_tracked", spec)["sequence"])
             start = context.scene.frame_start if self.use_scene_start else sequence.frame_start
             frames = rig_params.keyframe_sequence(rig, sequence, start, drop_eyelids=self.drop_eyelids)
         except _BACKEND_ERRORS + (ValueError, TypeError, OSError, ProtocolError) as error:

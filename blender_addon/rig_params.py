@@ -13,6 +13,7 @@ from pathlib import Path
 
 import bpy
 import numpy as np
+from bpy_extras import anim_utils
 
 from shared_proto import FlameSequence
 from shared_proto.sequence_io import load_sequence_json, load_sequence_npz, save_sequence_json, save_sequence_npz
@@ -114,14 +115,11 @@ def animation_curves(obj: bpy.types.Object) -> dict[tuple[str, int], bpy.types.F
     action = animation.action
     if action is None:
         return {}
-    if hasattr(action, "layers"):  # Blender 4.4+: the channelbag of the object's slot
-        if animation.action_slot is None:
-            return {}
-        from bpy_extras import anim_utils
-
-        bag = anim_utils.action_get_channelbag_for_slot(action, animation.action_slot)
+    channelbag_for_slot = getattr(anim_utils, "action_get_channelbag_for_slot", None)
+    if channelbag_for_slot is not None:  # Blender 4.4+ (5.x has no action.fcurves): the object's slot's channelbag
+        bag = channelbag_for_slot(action, animation.action_slot)  # None without a slot
         curves = [] if bag is None else list(bag.fcurves)
-    else:
+    else:  # Blender 4.2-4.3: the action's F-curves (4.3 has experimental `layers` too, empty for these actions)
         curves = list(action.fcurves)
     out = {}
     for curve in curves:

@@ -5,6 +5,10 @@ the connection's events on the main thread within a small time budget (so the UI
 `load_post` handler that re-attaches the unfinished jobs a loaded .blend lists. Under `blender -b` there
 is no UI loop: blocking operators call `wait()`, which applies the same events as they arrive.
 
+Each record belongs to the .blend it was started in (`options["blend"]`, its path; a save-as carries the
+records along): only that file's Jobs panel lists it, and its end-of-job behaviour waits until that file is
+open, so a render that ends while another .blend is open never puts its strip into the wrong file.
+
 Kinds plug in their own end-of-job behaviour: `ON_END[kind](scene, record)` runs once per record on the
 main thread (add the take strip, store the new avatar); `ON_RETRY[kind](scene, record)` prepares a retried
 record (a new take folder) and returns its frames folder.
@@ -42,8 +46,11 @@ PRINT_EVERY_S = 2.0
 """Under `blender -b`, at most one progress line per job this often while waiting."""
 BACKGROUND_GIVE_UP_S = 60.0
 """Under `blender -b`, a wait fails after the backend has been unreachable this long."""
+NOT_CONNECTED = "not connected to a Keyface backend: press Connect (or bpy.ops.keyface.connect(address=...))"
 
 _connection: list[Connection] = []
+_open_blend: list[str] = []
+"""The path of the .blend open now ('' when unsaved), as of the last load or save."""
 
 
 def connection() -> Connection | None:
@@ -53,6 +60,19 @@ def connection() -> Connection | None:
 def status() -> BackendStatus:
     current = connection()
     return current.status if current is not None else BackendStatus(False, "not connected")
+
+
+def connected_address() -> str:
+    """The address of the connected backend; ValueError (NOT_CONNECTED, with the status) when there is none."""
+    current = connection()
+    if current is None or not current.status.connected:
+        raise ValueError(f"{NOT_CONNECTED} [{status().text}]")
+    return current.address
+
+
+def belongs_here(record: JobRecord) -> bool:
+    """True when `record` was started in the .blend that is open now."""
+    return record.options.get("blend", bpy.data.filepath) == bpy.data.filepath
 
 
 def connect(address: str) -> Connection:
@@ -111,9 +131,10 @@ def apply(event: Any) -> None:
 
 
 def finish_ended(scene) -> None:
-    """Run each ended record's ON_END once (errors there become the record's error text)."""
+    """Run each ended record's ON_END once, while its own .blend is open (errors there become the record's
+    error text)."""
     for record in BOOK.records():
-        if record.terminal and not record.handled:
+        if record.terminal and not record.handled and belongs_here(record):
             record.handled = True
             handler = ON_END.get(record.kind)
             if handler is None:
@@ -130,7 +151,7 @@ def mirror(scene) -> None:
     now = status()
     _set(settings, connected=now.connected, status=now.text, device=now.device, backend_lost=now.warning)
     items = {item.key: item for item in settings.jobs}
-    for record in BOOK.records():
+    for record in filter(belongs_here, BOOK.records()):
         item = items.get(record.key)
         if item is None:
             item = settings.jobs.add()
@@ -231,6 +252,7 @@ def wait(scene, records: list[JobRecord], timeout: float | None = None) -> None:
 def submit(scene, record: JobRecord, frames_dir: str | None = None) -> JobRecord:
     """Add `record` to the book and ask the connection for it (non-blocking)."""
     current = connection()
+    record.options.setdefault("blend", bpy.data.filepath)
     BOOK.add(record)
     if current is None:
         record.apply_request_error("not_connected", "not connected to a backend",
@@ -270,6 +292,7 @@ def _saved_spec(options: dict[str, Any]) -> dict[str, Any]:
 @persistent
 def on_load_post(*_args: Any) -> None:
     """After a file load: follow the unfinished jobs the file lists; show this session's jobs."""
+    _open_blend[:] = [bpy.data.filepath]
     scene = bpy.context.scene
     if scene is None or not hasattr(scene, "keyface"):
         return
@@ -281,6 +304,7 @@ def on_load_post(*_args: Any) -> None:
             options = json.loads(item.options or "{}")
         except ValueError:
             options = {}
+        options["blend"] = bpy.data.filepath  # the file's own jobs, wherever the file was moved to
         record = BOOK.add(JobRecord(kind=item.kind, spec=_saved_spec(options), label=item.label, options=options,
                                     key=item.key, job_id=item.job_id, state=item.state))
         current = connection() or connect(settings.address)
@@ -289,14 +313,27 @@ def on_load_post(*_args: Any) -> None:
     ensure_timer()
 
 
+@persistent
+def on_save_post(*_args: Any) -> None:
+    """After a save (as): the open file's records move with it to its new path."""
+    saved_from = _open_blend[0] if _open_blend else ""
+    for record in BOOK.records():
+        if record.options.get("blend") == saved_from:
+            record.options["blend"] = bpy.data.filepath
+    _open_blend[:] = [bpy.data.filepath]
+
+
 def register() -> None:
-    if on_load_post not in bpy.app.handlers.load_post:
-        bpy.app.handlers.load_post.append(on_load_post)
+    _open_blend[:] = [bpy.data.filepath]
+    for handlers, handler in ((bpy.app.handlers.load_post, on_load_post), (bpy.app.handlers.save_post, on_save_post)):
+        if handler not in handlers:
+            handlers.append(handler)
     ensure_timer()
 
 
 def unregister() -> None:
-    if on_load_post in bpy.app.handlers.load_post:
-        bpy.app.handlers.load_post.remove(on_load_post)
+    for handlers, handler in ((bpy.app.handlers.load_post, on_load_post), (bpy.app.handlers.save_post, on_save_post)):
+        if handler in handlers:
+            handlers.remove(handler)
     stop_timer()
     disconnect()

@@ -32,8 +32,8 @@ class KeyfacePromptRange(bpy.types.PropertyGroup):
     """One entry of the prompt track: a text for a frame range (used by the edit and reenact jobs)."""
 
     text: bpy.props.StringProperty(name="Prompt", description="Instruction for these frames")
-    frame_start: bpy.props.IntProperty(name="Start", default=1)
-    frame_end: bpy.props.IntProperty(name="End", default=250)
+    frame_start: bpy.props.IntProperty(name="Start", default=1, description="First timeline frame of this prompt")
+    frame_end: bpy.props.IntProperty(name="End", default=250, description="Last timeline frame of this prompt")
 
 
 class KeyfaceSettings(bpy.types.PropertyGroup):

@@ -14,10 +14,11 @@ from .takes import TAKES_FOLDER, frame_path
 
 
 def takes_root() -> Path:
-    """`//keyface_takes` beside the saved .blend; Blender's temporary folder for an unsaved file."""
+    """`//keyface_takes` beside the saved .blend; for an unsaved file, `keyface_takes` in Blender's user data
+    folder (never Blender's temporary folder: Blender deletes that when it quits, and the takes with it)."""
     if bpy.data.filepath:
         return Path(bpy.path.abspath(f"//{TAKES_FOLDER}"))
-    return Path(bpy.app.tempdir or os.getcwd()) / TAKES_FOLDER
+    return Path(bpy.utils.user_resource("DATAFILES", path=TAKES_FOLDER, create=True))
 
 
 def strip_collection(scene):

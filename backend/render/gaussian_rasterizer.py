@@ -7,7 +7,7 @@ Backends:
 - "auto": "gsplat" when the inputs are float32 CUDA tensors, else "torch".
 
 All backends share gsplat 1.5.3's conventions: OpenCV cameras, pixel (i, j) sampled at (j + 0.5, i + 0.5),
-EWA projection with `eps2d` blur, opacity-aware 3.33-sigma boxes, 16x16 tiles, front-to-back compositing
+EWA projection with `eps2d` blur, opacity-aware 3.33-sigma boxes, tiles, front-to-back compositing
 (alpha clamped at 0.999, alpha < 1/255 skipped, stop before transmittance <= 1e-4), expected depth
 Σ w_i z_i / max(alpha, 1e-10). `radii` is the larger of gsplat's per-axis radii.
 """
@@ -29,6 +29,9 @@ from .gaussian_torch import composite_tiles
 BACKENDS = ("auto", "gsplat", "torch", "reference")
 """Accepted values of `rasterize_gaussians(backend=...)`."""
 DEPTH_EPS = 1e-10
+TILE_SIZE = {"gsplat": 16, "torch": 8, "reference": 16}
+"""Default tile edge per backend: gsplat's own 16; 8 for the torch compositor, which evaluates every pixel of a
+tile against every Gaussian listed in it (the same pixels, 2-3x less work for head avatars on CPU)."""
 """Floor of the accumulated alpha when normalising the expected depth (gsplat)."""
 
 
@@ -66,7 +69,7 @@ def rasterize_gaussians(
     far: float = 100.0,
     background: Tensor | None = None,  # [D]
     backend: str = "auto",
-    tile_size: int = 16,
+    tile_size: int | None = None,
     eps2d: float = 0.3,
 ) -> GaussianRender:
     """Render 3D Gaussians into C pinhole cameras.
@@ -83,15 +86,16 @@ def rasterize_gaussians(
         near, far: Gaussians whose camera-space depth lies outside [near, far] are culled.
         background: [D] blended in as features + (1 - alpha) background; None for none.
         backend: "auto" (gsplat for float32 CUDA inputs, else torch), "gsplat", "torch" or "reference".
-        tile_size: tile edge in pixels.
+        tile_size: tile edge in pixels (None: `TILE_SIZE` of the backend).
         eps2d: added to the diagonal of every projected 2D covariance (anti-aliasing blur).
 
     Returns:
         `GaussianRender`. K, world_to_camera and background are cast to the dtype and device of `means`.
     """
-    K, world_to_camera, background, backend, (width, height, tile_size) = _checked(
+    K, world_to_camera, background, backend, (width, height, tile) = _checked(
         means, quats, scales, opacities, features, K, world_to_camera, width, height, near, far, background,
-        backend, tile_size, eps2d)
+        backend, 1 if tile_size is None else tile_size, eps2d)
+    tile_size = TILE_SIZE[backend] if tile_size is None else tile
     C, D = K.shape[0], features.shape[-1]
     if backend == "gsplat":
         image, alpha, depth, means2d, radii = rasterize_gsplat(

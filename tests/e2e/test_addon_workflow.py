@@ -129,6 +129,11 @@ settings.prompt = "make it a bronze statue"
 bpy.ops.keyface.prompt_add(text="smile", frame_start=3, frame_end=9)
 bpy.ops.keyface.prompt_add(text="frown", frame_start=1, frame_end=2)
 out["edit_spec"] = keyface.prompt_ops.edit_spec(settings)
+scene.frame_start = 2                              # prompts in timeline frames, the job's in dataset frames
+out["late_start"] = keyface.prompt_ops.prompt_track(settings)
+scene.frame_start = 5
+out["before_start"] = call(bpy.ops.keyface.edit)
+scene.frame_start = 1
 emit()
 keyface.unregister()
 """
@@ -265,8 +270,11 @@ def test_render_four_frames_onto_the_timeline(installed_addon, shared_backend, t
                                 "entry\n"]
     assert out["edit_spec"] == {"avatar": "avatars/j-anna", "editor": "instruct-pix2pix",
                                 "instruction": "make it a bronze statue",
-                                "prompts": [{"frame_start": 1, "frame_end": 2, "text": "frown"},
-                                            {"frame_start": 3, "frame_end": 9, "text": "smile"}]}
+                                "prompts": [{"frame_start": 0, "frame_end": 1, "text": "frown"},
+                                            {"frame_start": 2, "frame_end": 8, "text": "smile"}]}
+    assert out["late_start"] == [{"frame_start": 0, "frame_end": 0, "text": "frown"},
+                                 {"frame_start": 1, "frame_end": 7, "text": "smile"}]
+    assert out["before_start"][0] == ["CANCELLED"] and "ends before the scene starts (frame 5)" in out["before_start"][1]
 
 
 def test_jobs_survive_a_file_reload_and_retry_makes_a_new_take(installed_addon, shared_backend, tmp_path) -> None:

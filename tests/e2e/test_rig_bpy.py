@@ -30,17 +30,11 @@ DRIVER = r"""
 import json, sys
 import bpy, numpy as np
 import blender_addon
-from blender_addon import flame_pack, rig_ops, rig_params, rig_props
+from blender_addon import flame_pack, rig_params
 from shared_proto.sequence_io import save_sequence_npz
 
 address, head, n_shape, n_expression, out, vhap = sys.argv[1:7]
 blender_addon.register()
-for module in (rig_props, rig_ops):  # until the add-on's __init__ registers them
-    if module not in blender_addon.MODULES:
-        for cls in module.CLASSES:
-            bpy.utils.register_class(cls)
-        if hasattr(module, "register_properties"):
-            module.register_properties()
 bpy.ops.keyface.connect(address=address)
 bpy.ops.keyface.build_rig(head=head, shape=int(n_shape), expression=int(n_expression))
 rig = rig_params.find_rig(bpy.context)
@@ -118,6 +112,17 @@ if vhap != "-":
     bpy.ops.keyface.import_sequence(filepath=vhap, source="BACKEND", use_scene_start=False)
     save_sequence_npz(rig_params.rig_sequence(rig, 0, 4), out + "/vhap.npz")
 report["frame"] = bpy.context.scene.frame_current
+if head != "builtin":  # the default avatar stands on the built-in head: this rig's motion does not fit it
+    try:
+        report["render_default"] = sorted(bpy.ops.keyface.render(frame_start=1, frame_end=2, resolution=(16, 16)))
+    except RuntimeError as error:
+        report["render_default"] = str(error)
+blender_addon.runtime.disconnect()  # the spec is what matters here, not the job
+try:
+    bpy.ops.keyface.reconstruct(filepath=out + "/clip.mp4")
+except RuntimeError:
+    pass
+report["reconstruct_head"] = blender_addon.runtime.BOOK.records()[-1].spec["head"]
 print("RESULT" + json.dumps(report))
 """
 
@@ -170,6 +175,7 @@ def test_builtin_head_rig_matches_flame_at_keys_and_in_between(shared_backend, t
     report = run_driver(shared_backend.endpoint, "builtin", 100, 100, tmp_path)
     assert report["preset_values"] == {"eye_wide_left": 2.0, "smile": 0.0} and report["preset_moves_mesh"] > 1e-3
     assert report["randomised_shape"] > 0.5 and report["reset_error"] < 1e-7
+    assert report["reconstruct_head"] == "builtin"
     assert_round_trip(FlameModel.builtin(dtype=torch.float64), tmp_path, report)
 
 
@@ -187,6 +193,8 @@ def test_flame_layout_head_rig_matches_and_imports_tracking(shared_backend, tmp_
              image_size=np.array([256, 320]), timestep_id=np.array([f"{i:05d}" for i in range(frames)]))
 
     report = run_driver(shared_backend.endpoint, str(model_path), 12, 8, tmp_path, str(vhap))
+    assert report["reconstruct_head"] == str(model_path)  # the avatar is reconstructed on the rig's own head
+    assert "the default avatar is built on the built-in head" in report["render_default"], report["render_default"]
     model = FlameModel.from_file(model_path, dtype=torch.float64)
     assert_round_trip(model, tmp_path, report)
     imported = load_sequence_npz(tmp_path / "vhap.npz")
