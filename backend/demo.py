@@ -32,10 +32,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def backend_env() -> dict[str, str]:
-    """The backend's environment: this one, the repository importable, and OpenMP threads that sleep while they
-    wait (OMP_WAIT_POLICY=PASSIVE, unless set): on a busy few-core machine torch's spinning threads made the
-    demo's CPU render up to 20x slower (bench/demo_render.py)."""
-    return {"OMP_WAIT_POLICY": "PASSIVE", **os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    """The backend's environment: this one, with the repository importable."""
+    return {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
 
 
 def start_backend(workspace: Path, log_path: Path, *serve_args: str) -> tuple[subprocess.Popen, str]:
