@@ -97,6 +97,11 @@ class KEYFACE_PT_prompts(_KeyfacePanel, bpy.types.Panel):
         layout.prop(settings, "prompt")
         layout.prop(settings, "reference_image")
         layout.prop(settings, "editor")
+        if settings.editor == "relight":
+            row = layout.row(align=True)
+            row.prop(settings, "light_preset")
+            row.prop(settings, "light_intensity")
+        layout.prop(settings, "edit_iterations")
         row = layout.row()
         row.template_list("KEYFACE_UL_prompts", "", settings, "prompt_track", settings, "prompt_index", rows=3)
         column = row.column(align=True)

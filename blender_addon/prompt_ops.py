@@ -11,6 +11,7 @@ new avatar reference, which becomes the chosen avatar and (by default) renders i
 import bpy
 
 from . import runtime
+from .edit_spec import build_edit_spec
 from .jobs import JobRecord
 
 
@@ -35,20 +36,10 @@ def prompt_track(settings) -> list[dict]:
 
 
 def edit_spec(settings) -> dict:
-    """The `edit` job spec (backend/edit/README.md): avatar, editor, instruction, prompts, reference."""
-    spec = {"avatar": settings.avatar or "default", "editor": settings.editor}
-    if settings.prompt.strip():
-        spec["instruction"] = settings.prompt.strip()
-    track = prompt_track(settings)
-    if track:
-        spec["prompts"] = track
-    if settings.reference_image:
-        spec["reference"] = bpy.path.abspath(settings.reference_image)
-    if settings.editor == "instruct-pix2pix" and "instruction" not in spec and "prompts" not in spec:
-        raise ValueError("the instruct-pix2pix editor needs a prompt or a prompt track entry")
-    if settings.editor == "reference-style" and "reference" not in spec:
-        raise ValueError("the reference-style editor needs a reference image")
-    return spec
+    """The `edit` job spec of the Prompts panel (`edit_spec.build_edit_spec`); raises ValueError."""
+    reference = bpy.path.abspath(settings.reference_image) if settings.reference_image else ""
+    return build_edit_spec(settings.avatar, settings.editor, settings.prompt, prompt_track(settings), reference,
+                           settings.light_preset, settings.light_intensity, settings.edit_iterations)
 
 
 def on_edit_end(scene, record: JobRecord) -> None:

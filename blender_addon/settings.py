@@ -2,6 +2,7 @@
 
 import bpy
 
+from .edit_spec import LIGHT_PRESETS
 from .jobs import STATES
 
 
@@ -79,6 +80,12 @@ class KeyfaceSettings(bpy.types.PropertyGroup):
         ("instruct-pix2pix", "Instruction", "Edit by the text prompt / prompt track (InstructPix2Pix)"),
         ("reference-style", "Reference", "Carry the reference image's style over"),
         ("relight", "Relight", "Relight the avatar")])
+    light_preset: bpy.props.EnumProperty(name="Light", default="front", items=[
+        (name, name.replace("-", " ").title(), f"Relight with the '{name}' light") for name in LIGHT_PRESETS])
+    light_intensity: bpy.props.FloatProperty(name="Intensity", default=1.0, min=0.0, max=10.0,
+                                             description="Strength of the relighting editor's directional light")
+    edit_iterations: bpy.props.IntProperty(name="Iterations", default=1500, min=1, max=100000,
+                                           description="Optimisation steps that distil the edits into the avatar")
     prompt_track: bpy.props.CollectionProperty(type=KeyfacePromptRange)
     prompt_index: bpy.props.IntProperty(name="Active prompt", default=0)
     # jobs

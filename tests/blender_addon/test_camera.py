@@ -7,27 +7,14 @@ settings with camera.py and projects the same points with `Camera.project`.
 
 from __future__ import annotations
 
-import importlib
 import json
 import subprocess
 import sys
-import types
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-ADDON = Path(__file__).resolve().parents[2] / "blender_addon"
-
-
-def load(name: str):
-    """A bpy-free add-on module, imported from a bare package over blender_addon/ (its bpy __init__ never runs)."""
-    if "keyface_pure" not in sys.modules:
-        package = types.ModuleType("keyface_pure")
-        package.__path__ = [str(ADDON)]
-        sys.modules["keyface_pure"] = package
-    return importlib.import_module(f"keyface_pure.{name}")
-
+from tests.blender_addon.pure_addon import load
 
 camera = load("camera")
 
@@ -53,6 +40,7 @@ DRIVER = r"""
 import json, sys
 import bpy, mathutils
 from bpy_extras.object_utils import world_to_camera_view
+
 cases, points = json.loads(sys.stdin.read())
 scene = bpy.context.scene
 out = []

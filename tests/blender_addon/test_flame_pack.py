@@ -3,11 +3,9 @@ control / deform bone maths simulated in numpy against the backend's FlameModel.
 
 from __future__ import annotations
 
-import importlib
 import re
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -21,16 +19,9 @@ from backend.flame.model import FlameModel
 from backend.flame.model_job import head_model_arrays
 from shared_proto import FlameSequence
 
+from tests.blender_addon.pure_addon import load
+
 ADDON = Path(__file__).resolve().parents[2] / "blender_addon"
-
-
-def load(name: str):
-    """A bpy-free add-on module, imported from a bare package over blender_addon/ (its bpy __init__ never runs)."""
-    if "keyface_pure" not in sys.modules:
-        package = types.ModuleType("keyface_pure")
-        package.__path__ = [str(ADDON)]
-        sys.modules["keyface_pure"] = package
-    return importlib.import_module(f"keyface_pure.{name}")
 
 
 fp = load("flame_pack")

@@ -7,12 +7,8 @@ then a reconnect that re-attaches the job (which the restarted backend reports a
 
 from __future__ import annotations
 
-import importlib
 import signal
-import sys
 import time
-import types
-from pathlib import Path
 
 import numpy as np
 import PIL.Image
@@ -20,16 +16,8 @@ import pytest
 
 from shared_proto import ErrorCode, Failed, Progress, Result
 
-ADDON = Path(__file__).resolve().parents[2] / "blender_addon"
+from tests.blender_addon.pure_addon import load
 
-
-def load(name: str):
-    """A bpy-free add-on module, imported from a bare package over blender_addon/ (its bpy __init__ never runs)."""
-    if "keyface_pure" not in sys.modules:
-        package = types.ModuleType("keyface_pure")
-        package.__path__ = [str(ADDON)]
-        sys.modules["keyface_pure"] = package
-    return importlib.import_module(f"keyface_pure.{name}")
 
 
 jobs = load("jobs")

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
-import types
-from pathlib import Path
 
 import numpy as np
 import PIL.Image
@@ -13,16 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-ADDON = Path(__file__).resolve().parents[2] / "blender_addon"
+from tests.blender_addon.pure_addon import load
 
-
-def load(name: str):
-    """A bpy-free add-on module, imported from a bare package over blender_addon/ (its bpy __init__ never runs)."""
-    if "keyface_pure" not in sys.modules:
-        package = types.ModuleType("keyface_pure")
-        package.__path__ = [str(ADDON)]
-        sys.modules["keyface_pure"] = package
-    return importlib.import_module(f"keyface_pure.{name}")
 
 
 takes = load("takes")

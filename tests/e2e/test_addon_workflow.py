@@ -138,6 +138,23 @@ emit()
 keyface.unregister()
 """
 
+EDIT = PRELUDE + r"""
+blend = sys.argv[3] + "/shot.blend"
+setup_shot(blend)
+settings.avatar = "avatars/j-capture"              # what a finished reconstruction leaves chosen
+settings.editor = "relight"
+settings.light_preset, settings.light_intensity = "warm-sunset", 1.5
+settings.edit_iterations = 6
+settings.resolution = (32, 32)
+settings.quality = "final"
+out["edit"] = call(bpy.ops.keyface.edit)           # blocks under -b; its end renders the edited avatar
+out["wait"] = sorted(bpy.ops.keyface.wait_jobs())
+out["avatar"] = settings.avatar
+out["strips"], out["jobs"] = strips(), jobs()
+emit()
+keyface.unregister()
+"""
+
 RELOAD = PRELUDE + r"""
 blend = sys.argv[3] + "/shot.blend"
 setup_shot(blend)
@@ -271,10 +288,47 @@ def test_render_four_frames_onto_the_timeline(installed_addon, shared_backend, t
     assert out["edit_spec"] == {"avatar": "avatars/j-anna", "editor": "instruct-pix2pix",
                                 "instruction": "make it a bronze statue",
                                 "prompts": [{"frame_start": 0, "frame_end": 1, "text": "frown"},
-                                            {"frame_start": 2, "frame_end": 8, "text": "smile"}]}
+                                            {"frame_start": 2, "frame_end": 8, "text": "smile"}],
+                                "schedule": {"iterations": 1500}}
     assert out["late_start"] == [{"frame_start": 0, "frame_end": 0, "text": "frown"},
                                  {"frame_start": 1, "frame_end": 7, "text": "smile"}]
     assert out["before_start"][0] == ["CANCELLED"] and "ends before the scene starts (frame 5)" in out["before_start"][1]
+
+
+@pytest.fixture(scope="module")
+def reconstructed_capture(shared_backend) -> str:
+    """A tiny synthetic capture laid out in the backend's workspace as a reconstruct job leaves it."""
+    import torch
+
+    from backend.avatar import AvatarConfig, GaussianAvatar, NeuralRendererConfig, save_package
+    from backend.flame.texture import read_head_texture
+    from backend.track.synthetic import synthetic_subject, write_tracked_folder
+
+    subject = synthetic_subject(4, 32, seed=4)
+    job = shared_backend.workspace / "jobs" / "j-capture"
+    job.mkdir(parents=True)
+    write_tracked_folder(subject, job / "tracked")
+    config = AvatarConfig(appearance="neural", num_gaussians=600, feature_dim=6,
+                          renderer=NeuralRendererConfig(channels=6, layers=2))
+    avatar = GaussianAvatar.from_surface(subject.head, config, opacity=0.95, texture=read_head_texture(subject.head),
+                                         shape=torch.tensor(subject.sequence.shape, dtype=torch.float32))
+    save_package(avatar, shared_backend.workspace / "avatars" / "j-capture" / "avatar.safetensors")
+    return "avatars/j-capture"
+
+
+def test_an_edit_from_the_prompts_panel_becomes_the_avatar_and_renders_a_new_take(
+        installed_addon, shared_backend, reconstructed_capture, tmp_path) -> None:
+    out = run_driver(EDIT, installed_addon, shared_backend.endpoint, tmp_path)
+    assert out["edit"] == [["FINISHED"], ""] and out["wait"] == ["FINISHED"]
+    edit_job = next(job for job in out["jobs"] if job["label"].startswith("edit"))
+    assert edit_job["state"] == "done"
+    assert out["avatar"] == f"avatars/{edit_job['job_id']}" != reconstructed_capture  # the edit is chosen
+    assert (shared_backend.workspace / "avatars" / edit_job["job_id"] / "avatar.safetensors").is_file()
+    [strip] = out["strips"]
+    assert strip["name"] == "take_edit_v001" and len(strip["files"]) == 12  # the scene range, frames 1-12
+    frames = take_frames(tmp_path / "keyface_takes" / "take_edit_v001")
+    assert len(frames) == 12 and all(f.shape == (32, 32, 4) for f in frames)
+    assert all((f[..., 3] > 0).any() for f in frames)
 
 
 def test_jobs_survive_a_file_reload_and_retry_makes_a_new_take(installed_addon, shared_backend, tmp_path) -> None:
