@@ -1,7 +1,7 @@
 """Editing consistency: temporal flicker of per-frame 2D edits vs the edited avatar's renders, fidelity to the
 edit targets, and editing throughput.
 
-Subject: `backend.reconstruct.synthetic.synthetic_subject` (the built-in head with its procedural texture and its
+Subject: `backend.track.synthetic.synthetic_subject` (the built-in head with its procedural texture and its
 own identity, talking / blinking / turning, rendered by the mesh renderer over white). The avatar being edited is
 a neural avatar (Neural Gaussian Texture + CNN) sampled on that identity's surface with the head's texture as its
 initial colours, standing in for a reconstruction (geometry exact, appearance close).
@@ -48,7 +48,7 @@ from backend.edit.consistency import correspondences, warping_error  # noqa: E40
 from backend.edit.loop import EditLoop  # noqa: E402
 from backend.flame.texture import read_head_texture  # noqa: E402
 from backend.reconstruct.dataset import FrameDataset  # noqa: E402
-from backend.reconstruct.synthetic import synthetic_subject  # noqa: E402
+from backend.track.synthetic import synthetic_subject  # noqa: E402
 
 TINT = (1.15, 0.95, 0.8)
 GAIN_JITTER, OFFSET_JITTER = 0.12, 0.05

@@ -1,6 +1,6 @@
 """Synthetic reconstruction benchmark: held-out PSNR / SSIM against iterations and seconds, prints JSON lines.
 
-The subject is made here (`backend.reconstruct.synthetic`): the built-in head with its procedural texture and its
+The subject is `backend.track.synthetic.synthetic_subject`: the built-in head with its procedural texture and its
 own random identity, talking / blinking / turning (`talking_head`), rendered by the mesh renderer (2x supersampled)
 over white. It is reconstructed
 
@@ -26,7 +26,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import PIL.Image
 import torch
 
@@ -34,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from backend.reconstruct import FrameDataset, Trainer, initial_avatar  # noqa: E402
 from backend.reconstruct.job import ReconstructRequest, avatar_config, train_config  # noqa: E402
-from backend.reconstruct.synthetic import synthetic_subject  # noqa: E402
+from backend.track.synthetic import as_uint8, synthetic_subject  # noqa: E402
 
 MODES = {
     "quick": {"frames": 40, "resolution": 128, "iterations": 300, "evaluate_at": (25, 50, 100, 200, 300)},
@@ -111,7 +110,7 @@ def main() -> int:
         frames = Path(temp) / "frames"
         frames.mkdir()
         for t, image in enumerate(big.images):
-            PIL.Image.fromarray((image.numpy() * 255 + 0.5).astype(np.uint8)).save(frames / f"{t:05d}.png")
+            PIL.Image.fromarray(as_uint8(image)).save(frames / f"{t:05d}.png")
         result = track(frames, Path(temp) / "tracked", big.head,
                        TrackConfig(resolution=mode["resolution"], seed=args.seed, device=args.device,
                                    folder_fps=big.sequence.fps))

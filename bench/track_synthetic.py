@@ -41,7 +41,7 @@ from backend.flame import FlameModel  # noqa: E402
 from backend.flame.motion import talking_head  # noqa: E402
 from backend.track.landmarks import FaceLandmarker  # noqa: E402
 from backend.track.pipeline import TrackConfig, track  # noqa: E402
-from backend.track.synthetic import portrait_camera, project_landmarks, render_head  # noqa: E402
+from backend.track.synthetic import as_uint8, portrait_camera, project_landmarks, render_head  # noqa: E402
 
 SIZE = 256
 
@@ -53,7 +53,7 @@ def run(head: FlameModel, frames: int, sigma: float, seed: int, photometric: boo
     truth = project_landmarks(head, sequence, camera)  # [T, 68, 2]
     folder = workdir / f"frames_{seed}"
     folder.mkdir(parents=True)
-    rendered = render_head(head, sequence, camera)
+    rendered = as_uint8(render_head(head, sequence, camera)[0])  # [T, H, W, 3]
     for t, frame in enumerate(rendered):
         iio.imwrite(folder / f"{t:05d}.png", frame)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -69,6 +70,14 @@ def check_images(image: Tensor, source: Tensor, mask: Tensor) -> tuple[int, int]
     if not isinstance(mask, Tensor) or not mask.is_floating_point() or tuple(mask.shape) != tuple(image.shape[:2]):
         raise ValueError(f"mask must be a float tensor {list(image.shape[:2])}, got {_describe(mask)}")
     return int(image.shape[0]), int(image.shape[1])
+
+
+def check_uint8_image(value: object, what: str) -> None:
+    """Validate a user-given image: a uint8 array [H, W, 3 or 4]; the ValueError names it as `what`."""
+    if not isinstance(value, np.ndarray) or value.dtype != np.uint8 or value.ndim != 3 \
+            or value.shape[2] not in (3, 4) or min(value.shape[:2]) < 1:
+        raise ValueError(f"{what} must be a uint8 image [H, W, 3 or 4], got "
+                         f"{getattr(value, 'dtype', type(value).__name__)} {list(getattr(value, 'shape', []))}")
 
 
 def _describe(value: object) -> str:

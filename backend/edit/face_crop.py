@@ -2,7 +2,8 @@
 cropped to a square of `size`² pixels, edited there, pasted back and composited over the full-frame edit with the
 head mask.
 
-Boxes are squares in continuous pixel coordinates (x0, y0, side) (pixel (i, j) covers [j, j + 1) x [i, i + 1)).
+Boxes are the tracker's `CropBox` squares in continuous pixel coordinates (x0, y0, size) (pixel (i, j) covers
+[j, j + 1) x [i, i + 1)).
 Cropping and pasting are bilinear resamplings (`grid_sample`, zeros outside the frame), each the other's inverse
 up to resampling.
 """
@@ -15,6 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from backend.track import crop as track_crop
+from backend.track.crop import CropBox
+
 from .editor import EditContext, Editor
 
 MARGIN = 0.35
@@ -23,37 +27,26 @@ FEATHER = 0.08
 """Fraction of the crop's side over which the pasted face fades into the full-frame edit."""
 
 
-@dataclasses.dataclass(frozen=True)
-class FaceBox:
-    """A square in pixel coordinates: top-left corner (x0, y0) and side length."""
-
-    x0: float
-    y0: float
-    side: float
-
-
-def face_box(landmarks: Tensor, margin: float = MARGIN) -> FaceBox:
-    """The square around landmarks [L, 2] (x, y pixels), grown by `margin` of its side on each side."""
+def face_box(landmarks: Tensor, margin: float = MARGIN) -> CropBox:
+    """The square around landmarks [L, 2] (x, y pixels), grown by `margin` of its side on each side (the tracker's
+    `backend.track.crop.face_box` at scale 1 + 2 margin)."""
     if not isinstance(landmarks, Tensor) or landmarks.ndim != 2 or landmarks.shape[1] != 2 or landmarks.shape[0] < 2:
         raise ValueError(f"landmarks must be a tensor [L >= 2, 2], got {getattr(landmarks, 'shape', landmarks)!r}")
     if not bool(torch.isfinite(landmarks).all()):
         raise ValueError("landmarks must be finite")
-    low, high = landmarks.min(0).values, landmarks.max(0).values  # [2]
-    centre, extent = (low + high) / 2, float((high - low).max())
-    side = max(extent * (1 + 2 * margin), 1.0)
-    return FaceBox(float(centre[0]) - side / 2, float(centre[1]) - side / 2, side)
+    return track_crop.face_box(landmarks.detach().double().cpu().numpy(), 1 + 2 * margin)
 
 
-def _grid(box: FaceBox, size: int, height: int, width: int, device, dtype) -> Tensor:
+def _grid(box: CropBox, size: int, height: int, width: int, device, dtype) -> Tensor:
     """[1, size, size, 2] normalised frame coordinates (align_corners=False) of the crop's pixel centres."""
-    steps = (torch.arange(size, device=device, dtype=dtype) + 0.5) / size * box.side  # [size]
+    steps = (torch.arange(size, device=device, dtype=dtype) + 0.5) / size * box.size  # [size]
     xs = (box.x0 + steps) / width * 2 - 1
     ys = (box.y0 + steps) / height * 2 - 1
     grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")  # [size, size]
     return torch.stack([grid_x, grid_y], dim=-1)[None]
 
 
-def crop(image: Tensor, box: FaceBox, size: int) -> Tensor:
+def crop(image: Tensor, box: CropBox, size: int) -> Tensor:
     """image [H, W, C] -> [size, size, C]: the box resampled (zeros outside the frame)."""
     height, width = image.shape[:2]
     grid = _grid(box, size, height, width, image.device, image.dtype)
@@ -61,12 +54,12 @@ def crop(image: Tensor, box: FaceBox, size: int) -> Tensor:
                          align_corners=False)[0].permute(1, 2, 0)
 
 
-def paste(cropped: Tensor, box: FaceBox, height: int, width: int) -> tuple[Tensor, Tensor]:
+def paste(cropped: Tensor, box: CropBox, height: int, width: int) -> tuple[Tensor, Tensor]:
     """cropped [s, s, C] back into an [H, W, C] frame; also the [H, W] weight, 1 inside the box fading to 0 over
     `FEATHER` of its side at the edges, 0 outside."""
     device, dtype = cropped.device, cropped.dtype
-    xs = ((torch.arange(width, device=device, dtype=dtype) + 0.5 - box.x0) / box.side) * 2 - 1  # [W]
-    ys = ((torch.arange(height, device=device, dtype=dtype) + 0.5 - box.y0) / box.side) * 2 - 1  # [H]
+    xs = ((torch.arange(width, device=device, dtype=dtype) + 0.5 - box.x0) / box.size) * 2 - 1  # [W]
+    ys = ((torch.arange(height, device=device, dtype=dtype) + 0.5 - box.y0) / box.size) * 2 - 1  # [H]
     grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")  # [H, W]
     grid = torch.stack([grid_x, grid_y], dim=-1)[None]  # [1, H, W, 2]
     frame = F.grid_sample(cropped.permute(2, 0, 1)[None], grid, mode="bilinear", padding_mode="border",
@@ -94,7 +87,7 @@ def face_aware_edit(editor: Editor, image: Tensor, source: Tensor, instruction: 
         return full
     height, width = image.shape[:2]
     box = face_box(landmarks)
-    scale = size / box.side
+    scale = size / box.size
     normals = None
     if context.normals is not None:
         normals = F.normalize(crop(context.normals.to(image), box, size), dim=-1)  # [s, s, 3]

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from backend.errors import ModelMissingError
-from backend.reconstruct.lpips import LPIPS, TAPS, VGG_FILE
+from backend.reconstruct.lpips import LPIPS, TAPS, VGG_FILE, read_state_dict
 
 from .config import MODELS_ENV
 
@@ -35,12 +35,7 @@ def load_vgg(path: Path) -> nn.Sequential:
     """VGG16's convolutional trunk up to relu4_3 with torchvision's weights from `path`, frozen, in eval mode."""
     if not path.is_file():
         raise ModelMissingError("VGG16 (Gatys-style reference editing)", path, HOW_TO_INSTALL)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for a bad file (pickle, zip, runtime errors)
-        raise ValueError(f"{path} is not a readable PyTorch weight file ({type(error).__name__}: {error})") from None
-    if not isinstance(state, dict) or not all(isinstance(value, Tensor) for value in state.values()):
-        raise ValueError(f"{path} must hold a state dict of tensors")
+    state = read_state_dict(path)
     trunk = LPIPS().features[:STYLE_TAPS[-1] + 1]
     wanted = {f"features.{name}": name for name in trunk.state_dict()}
     missing = sorted(set(wanted) - set(state))

@@ -29,6 +29,8 @@ MAX_IMAGE_PIXELS = 4096 * 4096
 """Largest reference / painted image accepted."""
 CHECKPOINT = "edit_checkpoint.safetensors"
 """The loop's checkpoint inside the job folder."""
+CHECKPOINT_FORMAT = "keyface-edit-checkpoint"
+"""Format of that file (`backend.reconstruct.checkpoint.save_state` of `EditLoop.state_dict()`)."""
 JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -237,10 +239,10 @@ def previous_checkpoint(workdir: Path, key: str) -> Path | None:
 def run(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
     from backend.avatar import load_package, save_package
     from backend.avatar.sources import resolve_avatar
+    from backend.reconstruct.checkpoint import CheckpointError, load_state, save_state
     from backend.reconstruct.dataset import FrameDataset
     from backend.track.importers import load_tracked
 
-    from .checkpoint import CheckpointError, load_state, save_state
     from .editor import make_editor
     from .expression_guidance import ExpressionGuidance
     from .loop import EditLoop
@@ -285,7 +287,7 @@ def run(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
     previous = previous_checkpoint(workdir, key)
     if previous is not None:
         try:
-            loop.load_state_dict(load_state(previous))
+            loop.load_state_dict(load_state(previous, CHECKPOINT_FORMAT))
             resumed_from = {"job": previous.parent.name, "step": loop.trainer.step_count,
                             "frames_edited": loop.initial_done}
         except (CheckpointError, ValueError, KeyError) as error:
@@ -300,18 +302,18 @@ def run(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
         while loop.initial_done < len(loop.edit_rows):
             row = loop.initial_step()
             if loop.initial_done % schedule.checkpoint_every == 0:
-                save_state(loop.state_dict(), checkpoint)
+                save_state(loop.state_dict(), checkpoint, CHECKPOINT_FORMAT)
             ctx.progress("edit frames", loop.initial_done, len(loop.edit_rows), f"edited frame {loop.rows[row]}")
         while loop.trainer.step_count < schedule.iterations:
             terms = loop.step()
             step = loop.trainer.step_count
             if step % schedule.checkpoint_every == 0:
-                save_state(loop.state_dict(), checkpoint)
+                save_state(loop.state_dict(), checkpoint, CHECKPOINT_FORMAT)
             preview = loop.preview() if step % 50 == 0 or step == schedule.iterations else None
             ctx.progress("train", step, schedule.iterations, f"loss {terms['loss']:.4f}, {loop.edits} edits "
                          f"({loop.rejected} rejected)", preview=preview)
     except JobCancelled:
-        save_state(loop.state_dict(), checkpoint)
+        save_state(loop.state_dict(), checkpoint, CHECKPOINT_FORMAT)
         raise
     finally:
         if loop.guidance is not None:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .config import EditModels, EditorSettings
-from .editor import EditContext, check_images, clamp01, register_editor
+from .editor import EditContext, check_images, check_uint8_image, clamp01, register_editor
 
 ASPECT_TOLERANCE = 0.01
 """Relative aspect-ratio difference tolerated between a painting and the frame."""
@@ -55,11 +55,7 @@ class KeyframePaintEditor:
         for index, painting in paint.items():
             if isinstance(index, bool) or not isinstance(index, int) or index < 0:
                 raise ValueError(f"painted frame indices must be integers >= 0, got {index!r}")
-            if not isinstance(painting, np.ndarray) or painting.dtype != np.uint8 or painting.ndim != 3 \
-                    or painting.shape[2] not in (3, 4) or min(painting.shape[:2]) < 1:
-                raise ValueError(f"the painting of frame {index} must be a uint8 image [H, W, 3 or 4], got "
-                                 f"{getattr(painting, 'dtype', type(painting).__name__)} "
-                                 f"{list(getattr(painting, 'shape', []))}")
+            check_uint8_image(painting, f"the painting of frame {index}")
         self.paint = dict(paint)
         self.frames: tuple[int, ...] | None = tuple(sorted(self.paint))
 

@@ -25,9 +25,8 @@ import torch
 from torch import Tensor
 
 from backend.avatar import GaussianAvatar
-from backend.reconstruct.dataset import FrameDataset, frame_rows
+from backend.reconstruct.dataset import FrameDataset, frame_rows, sequence_rows
 from backend.reconstruct.trainer import Trainer, TrainConfig
-from shared_proto import FlameSequence
 
 from .config import EditSchedule
 from .editor import EditContext, Editor
@@ -56,16 +55,6 @@ def chosen_frames(frames: int, editor: Editor, instructions: Sequence[str | None
     if not chosen:
         raise ValueError("no frame to edit: give an instruction (or prompts covering some frames)")
     return chosen
-
-
-def _subsequence(sequence: FlameSequence, rows: list[int]) -> FlameSequence:
-    def take(name: str) -> np.ndarray | None:
-        value = getattr(sequence, name)
-        return None if value is None else value[rows]
-
-    return FlameSequence(shape=sequence.shape, expression=take("expression"), rotation=take("rotation"),
-                         neck=take("neck"), jaw=take("jaw"), eyes=take("eyes"), translation=take("translation"),
-                         eyelids=take("eyelids"), fps=sequence.fps, frame_start=sequence.frame_start)
 
 
 class EditLoop:
@@ -99,7 +88,7 @@ class EditLoop:
         masks = None if dataset.masks is None else dataset.masks[self.rows].clone()
         self.work = FrameDataset(images=dataset.images[self.rows].clone(), masks=masks,
                                  cameras=[dataset.cameras[t] for t in self.rows],
-                                 sequence=_subsequence(dataset.sequence, self.rows), background=dataset.background,
+                                 sequence=sequence_rows(dataset.sequence, self.rows), background=dataset.background,
                                  holdout=1)
         self.sources = self.work.images.clone()  # [R, H, W, 3] the unedited frames (the editors' conditions)
         config = TrainConfig(iterations=schedule.iterations, frames_per_step=schedule.frames_per_step, seed=seed,

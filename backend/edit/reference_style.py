@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from .config import EditModels, EditorSettings
-from .editor import EditContext, check_images, clamp01, register_editor
+from .editor import EditContext, check_images, check_uint8_image, clamp01, register_editor
 from .gatys import GatysStyle, load_vgg
 
 REGIONS = {"background": 0, "head": 1, "skin": 2, "eyes": 3, "mouth": 4}
@@ -105,11 +105,7 @@ def transfer_regions(image: Tensor, labels: Tensor, reference: Tensor, reference
 
 def reference_regions(reference: np.ndarray, landmarks: np.ndarray | None = None) -> tuple[Tensor, Tensor]:
     """(colours [H, W, 3] float in [0, 1], labels [H, W]) of a uint8 reference image [H, W, 3 or 4]."""
-    if not isinstance(reference, np.ndarray) or reference.dtype != np.uint8 or reference.ndim != 3 \
-            or reference.shape[2] not in (3, 4) or min(reference.shape[:2]) < 1:
-        raise ValueError(f"the reference must be a uint8 image [H, W, 3 or 4], got "
-                         f"{getattr(reference, 'dtype', type(reference).__name__)} "
-                         f"{list(getattr(reference, 'shape', []))}")
+    check_uint8_image(reference, "the reference")
     alpha = reference[..., 3] / 255.0 if reference.shape[2] == 4 else np.ones(reference.shape[:2])
     labels = region_labels(alpha, landmarks)
     return torch.from_numpy(reference[..., :3].astype(np.float32) / 255.0), torch.from_numpy(labels)

@@ -8,8 +8,8 @@
     print(trainer.evaluate())                      # held-out PSNR / SSIM, full frame
 """
 
-from .checkpoint import CheckpointError, list_checkpoints, load_checkpoint, save_checkpoint
-from .dataset import DatasetError, FrameDataset, frame_rows, holdout_count
+from .checkpoint import CheckpointError, list_checkpoints, load_checkpoint, load_state, save_checkpoint, save_state
+from .dataset import DatasetError, FrameDataset, frame_rows, holdout_count, sequence_rows
 from .evaluate import evaluate_frames, frame_metrics
 from .lpips import LPIPS
 from .trainer import GROUPS, TrainConfig, Trainer, initial_avatar
@@ -17,5 +17,5 @@ from .trainer import GROUPS, TrainConfig, Trainer, initial_avatar
 __all__ = [
     "GROUPS", "LPIPS", "CheckpointError", "DatasetError", "FrameDataset", "TrainConfig", "Trainer",
     "evaluate_frames", "frame_metrics", "frame_rows", "holdout_count", "initial_avatar", "list_checkpoints",
-    "load_checkpoint", "save_checkpoint",
+    "load_checkpoint", "load_state", "save_checkpoint", "save_state", "sequence_rows",
 ]

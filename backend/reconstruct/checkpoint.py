@@ -1,9 +1,12 @@
-"""Trainer checkpoints as `.safetensors` files (never pickle): `checkpoints/step_%06d.safetensors`.
+"""Training state as `.safetensors` files (never pickle), written atomically.
 
-Tensors: `avatar/<name>` (the avatar's state without its head), `corrections/<name>` (FLAME corrections),
-`optimizer/<parameter index>/<key>` (Adam moments and step), `generator` (the trainer's RNG state),
-`grad_sum`, `grad_count`. Metadata "keyface" = JSON: format, version, step, Adam's param_groups, and `extra`
-(whatever the caller stores, e.g. the configs and the run's key). Written atomically; the newest `KEEP` are kept.
+`save_state` / `load_state` store any nested state (dicts, lists, tuples, numbers, strings, None and tensors: a
+`Trainer.state_dict()`, an `EditLoop.state_dict()`) as one file: the tensors as entries `t<i>`, the structure as
+JSON in the metadata ("state"), beside "format" (the kind of state) and "version".
+
+Trainer checkpoints are `save_state({"state": Trainer.state_dict(), "extra": extra})` files named
+`step_%06d.safetensors` (format `keyface-checkpoint`); `extra` is whatever the caller stores (JSON-ready, e.g. the
+configs and the run's key). The newest `KEEP` are kept.
 """
 
 from __future__ import annotations
@@ -14,39 +17,69 @@ import re
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from backend.atomic import atomic_path
 
-FORMAT = "keyface-checkpoint"
 VERSION = 1
+"""Version of the file layout (the JSON skeleton's node kinds)."""
+FORMAT = "keyface-checkpoint"
+"""Format name of trainer checkpoints."""
 KEEP = 2
 """Checkpoints kept in a folder (older ones are deleted after a new one is written)."""
 _NAME = re.compile(r"^step_(\d{6,})\.safetensors$")
+_TRAINER_KEYS = ("step", "avatar", "corrections", "optimizer", "generator", "grad_sum", "grad_count")
 
 
 class CheckpointError(ValueError):
-    """A checkpoint file is unreadable or not a Keyface trainer checkpoint."""
+    """A checkpoint file is unreadable, damaged or not of the expected format."""
+
+
+def save_state(state: Any, path: str | os.PathLike, kind: str) -> Path:
+    """Write nested `state` to `path` atomically, its format marked as `kind`. Returns the path.
+
+    Raises:
+        TypeError: `state` holds something other than dicts, lists, tuples, numbers, strings, None and tensors.
+    """
+    tensors: dict[str, torch.Tensor] = {}
+    skeleton = _flatten(state, tensors)
+    metadata = {"format": kind, "version": str(VERSION), "state": json.dumps(skeleton)}
+    with atomic_path(path) as temp:
+        save_file(tensors, os.fspath(temp), metadata=metadata)
+    return Path(path)
+
+
+def load_state(path: str | os.PathLike, kind: str) -> Any:
+    """The state `save_state(state, path, kind)` wrote (tensors on the CPU).
+
+    Raises:
+        CheckpointError: the file is unreadable, damaged, of another format or another version.
+    """
+    path = Path(path)
+    try:
+        with safe_open(os.fspath(path), framework="pt", device="cpu") as handle:
+            metadata = handle.metadata() or {}
+            if metadata.get("format") != kind:
+                raise CheckpointError(f"{path} is not a {kind} file (format {metadata.get('format')!r})")
+            if metadata.get("version") != str(VERSION):
+                raise CheckpointError(f"{path} is checkpoint version {metadata.get('version')!r}; this Keyface "
+                                      f"reads {VERSION}")
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+        return _unflatten(json.loads(metadata["state"]), tensors)
+    except CheckpointError:
+        raise
+    except (SafetensorError, OSError, json.JSONDecodeError, KeyError, TypeError, ValueError, RecursionError) as error:
+        raise CheckpointError(f"{path} cannot be read as a {kind} file ({type(error).__name__}: {error})") \
+            from None
 
 
 def save_checkpoint(folder: str | os.PathLike, state: dict[str, Any], extra: dict[str, Any]) -> Path:
     """Write `Trainer.state_dict()` output plus `extra` (JSON-ready) as `folder/step_<step>.safetensors`."""
     folder = Path(folder)
-    tensors = {f"avatar/{name}": value for name, value in state["avatar"].items()}
-    tensors.update({f"corrections/{name}": value for name, value in state["corrections"].items()})
-    optimizer = state["optimizer"]
-    for index, entries in optimizer["state"].items():
-        tensors.update({f"optimizer/{index}/{key}": value for key, value in entries.items()})
-    tensors.update(generator=state["generator"], grad_sum=state["grad_sum"], grad_count=state["grad_count"])
-    tensors = {name: value.detach().cpu().contiguous() for name, value in tensors.items()}
-    groups = [{key: (list(value) if isinstance(value, tuple) else value) for key, value in group.items()}
-              for group in optimizer["param_groups"]]
-    meta = {"format": FORMAT, "version": VERSION, "step": int(state["step"]), "param_groups": groups,
-            "extra": extra}
-    path = folder / f"step_{int(state['step']):06d}.safetensors"
-    with atomic_path(path) as temp:
-        save_file(tensors, os.fspath(temp), metadata={"keyface": json.dumps(meta)})
+    path = save_state({"state": state, "extra": extra}, folder / f"step_{int(state['step']):06d}.safetensors",
+                      FORMAT)
     for old in list_checkpoints(folder)[:-KEEP]:
         old.unlink(missing_ok=True)
     return path
@@ -67,34 +100,55 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, 
     Raises:
         CheckpointError: the file is unreadable, truncated or not a trainer checkpoint.
     """
-    path = Path(path)
-    try:
-        with safe_open(os.fspath(path), framework="pt", device="cpu") as handle:
-            meta_text = (handle.metadata() or {}).get("keyface")
-            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
-    except (SafetensorError, OSError) as error:
-        raise CheckpointError(f"{path} is not a readable checkpoint ({type(error).__name__}: {error})") from None
-    try:
-        meta = json.loads(meta_text or "")
-    except json.JSONDecodeError:
-        raise CheckpointError(f"{path} has no Keyface checkpoint metadata") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != VERSION:
-        raise CheckpointError(f"{path} is not a version-{VERSION} {FORMAT} file")
-    optimizer_state: dict[int, dict[str, Any]] = {}
-    avatar, corrections = {}, {}
-    for name, value in tensors.items():
-        kind, _, rest = name.partition("/")
-        if kind == "avatar":
-            avatar[rest] = value
-        elif kind == "corrections":
-            corrections[rest] = value
-        elif kind == "optimizer":
-            index, _, key = rest.partition("/")
-            optimizer_state.setdefault(int(index), {})[key] = value
-    missing = [name for name in ("generator", "grad_sum", "grad_count") if name not in tensors]
-    if missing:
-        raise CheckpointError(f"{path} lacks {missing}")
-    state = {"step": int(meta["step"]), "avatar": avatar, "corrections": corrections,
-             "optimizer": {"state": optimizer_state, "param_groups": meta["param_groups"]},
-             "generator": tensors["generator"], "grad_sum": tensors["grad_sum"], "grad_count": tensors["grad_count"]}
-    return state, meta.get("extra") or {}
+    saved = load_state(path, FORMAT)
+    state = saved.get("state") if isinstance(saved, dict) else None
+    extra = saved.get("extra") if isinstance(saved, dict) else None
+    if not isinstance(state, dict) or not isinstance(extra, dict):
+        raise CheckpointError(f"{path} holds no trainer state")
+    missing = [key for key in _TRAINER_KEYS if key not in state]
+    if missing or not isinstance(state["step"], int) or isinstance(state["step"], bool):
+        raise CheckpointError(f"{path} is not a trainer checkpoint: it lacks {missing} or its step is not an integer")
+    return state, extra
+
+
+def _flatten(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """JSON skeleton of `value`; its tensors go into `tensors` (CPU copies) as `{"$t": key}` nodes."""
+    if isinstance(value, torch.Tensor):
+        key = f"t{len(tensors)}"
+        tensors[key] = value.detach().cpu().contiguous().clone()
+        return {"$t": key}
+    if isinstance(value, dict):
+        if all(isinstance(key, str) for key in value):
+            return {"$d": {key: _flatten(item, tensors) for key, item in value.items()}}
+        if all(isinstance(key, (int, str)) and not isinstance(key, bool) for key in value):
+            return {"$m": [[key, _flatten(item, tensors)] for key, item in value.items()]}
+        raise TypeError(f"cannot store a dict with {sorted({type(key).__name__ for key in value})} keys in a "
+                        f"checkpoint")
+    if isinstance(value, tuple):
+        return {"$tuple": [_flatten(item, tensors) for item in value]}
+    if isinstance(value, list):
+        return [_flatten(item, tensors) for item in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"cannot store a {type(value).__name__} in a checkpoint")
+
+
+def _unflatten(node: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """The value `_flatten` turned into `node`; CheckpointError for a node it cannot have written."""
+    if isinstance(node, list):
+        return [_unflatten(item, tensors) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if len(node) != 1:
+        raise CheckpointError(f"unknown checkpoint node with keys {sorted(node)[:3]}")
+    (kind, content), = node.items()
+    if kind == "$t" and isinstance(content, str) and content in tensors:
+        return tensors[content]
+    if kind == "$d" and isinstance(content, dict):
+        return {key: _unflatten(item, tensors) for key, item in content.items()}
+    if kind == "$m" and isinstance(content, list) and all(
+            isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], (int, str)) for pair in content):
+        return {key: _unflatten(item, tensors) for key, item in content}
+    if kind == "$tuple" and isinstance(content, list):
+        return tuple(_unflatten(item, tensors) for item in content)
+    raise CheckpointError(f"unknown or malformed checkpoint node {kind!r}")

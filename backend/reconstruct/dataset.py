@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import PIL.Image
@@ -148,7 +149,7 @@ class FrameDataset:
                                "or for none")
         mask_tensor = None if masks[0] is None else torch.stack(masks)
         cameras = tuple(resized(tracked.cameras[t], *size) for t in rows)
-        return cls.from_tensors(torch.stack(images), cameras, _sequence_rows(tracked.sequence, rows), masks=mask_tensor,
+        return cls.from_tensors(torch.stack(images), cameras, sequence_rows(tracked.sequence, rows), masks=mask_tensor,
                                 background=background, holdout_fraction=holdout_fraction)
 
     # --- access -------------------------------------------------------------------------------------------------
@@ -203,7 +204,13 @@ def frame_rows(frames: int, max_frames: int | None) -> list[int]:
     return sorted({round(i * (frames - 1) / (max_frames - 1)) for i in range(max_frames)})
 
 
-def _sequence_rows(sequence: FlameSequence, rows: list[int]) -> FlameSequence:
+def sequence_rows(sequence: FlameSequence, rows: Sequence[int]) -> FlameSequence:
+    """The frames `rows` of `sequence` (row indices, in the order given), one identity; `frame_start` becomes the
+    timeline frame of `rows[0]`."""
+    if len(rows) == 0:
+        raise ValueError("sequence_rows needs at least one row")
+    rows = list(rows)
+
     def take(name: str) -> np.ndarray | None:
         value = getattr(sequence, name)
         return None if value is None else value[rows]

@@ -80,8 +80,8 @@ class LPIPS(nn.Module):
             if not (folder / name).is_file():
                 raise ModelMissingError(f"LPIPS weights '{name}'", folder / name, how)
         model = cls()
-        vgg = _load(folder / VGG_FILE)
-        lin = _load(folder / LIN_FILE)
+        vgg = read_state_dict(folder / VGG_FILE)
+        lin = read_state_dict(folder / LIN_FILE)
         state = {name: value for name, value in vgg.items() if name.startswith("features.")
                  and int(name.split(".")[1]) <= TAPS[-1]}
         state.update({name.replace("lin", "lins.", 1): value for name, value in lin.items()})
@@ -114,7 +114,12 @@ class LPIPS(nn.Module):
         return total
 
 
-def _load(path: Path) -> dict[str, Tensor]:
+def read_state_dict(path: Path) -> dict[str, Tensor]:
+    """The tensors of a PyTorch weight file, read with `torch.load(weights_only=True)` onto the CPU.
+
+    Raises:
+        ValueError: the file is unreadable or holds anything but a dict of tensors.
+    """
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a bad file (pickle, zip, runtime errors)

@@ -13,7 +13,7 @@ import torch
 from backend.avatar import AvatarConfig, GaussianAvatar, NeuralRendererConfig, load_package, save_package
 from backend.flame import BUILTIN_HEAD_PATH
 from backend.flame.texture import read_head_texture
-from backend.reconstruct.synthetic import synthetic_subject, write_tracked_folder
+from backend.track.synthetic import synthetic_subject, write_tracked_folder
 from shared_client import Client, JobFailed, RequestFailed
 from shared_proto import ErrorCode, FrameReply, Progress
 

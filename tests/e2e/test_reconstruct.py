@@ -17,7 +17,7 @@ SIZE, FRAMES = 32, 6
 
 @pytest.fixture(scope="module")
 def subject_folder(tmp_path_factory):
-    from backend.reconstruct.synthetic import synthetic_subject, write_tracked_folder
+    from backend.track.synthetic import synthetic_subject, write_tracked_folder
 
     subject = synthetic_subject(FRAMES, SIZE, seed=4)
     folder = write_tracked_folder(subject, tmp_path_factory.mktemp("subject") / "tracked")

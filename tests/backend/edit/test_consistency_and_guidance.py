@@ -13,7 +13,7 @@ from backend.edit.expression_guidance import ExpressionGuidance, landmark_nme, s
 from backend.edit.geometry import flame_rows, frame_geometry, project
 from backend.flame import BUILTIN_HEAD_PATH, FlameModel
 from backend.flame.motion import talking_head
-from backend.reconstruct.synthetic import front_camera
+from backend.track.synthetic import capture_camera
 
 pytestmark = pytest.mark.skipif(not BUILTIN_HEAD_PATH.exists(), reason="built-in head asset not generated")
 SIZE = 48
@@ -24,7 +24,7 @@ def scene():
     head = FlameModel.builtin()
     avatar = GaussianAvatar.from_surface(head, AvatarConfig(sh_degree=0, num_gaussians=3000), opacity=0.9)
     sequence = talking_head(4, n_expression=head.n_expression, eyelids=head.has_eyelids, seed=3)
-    return head, avatar, sequence, [front_camera(SIZE)] * 4
+    return head, avatar, sequence, [capture_camera(SIZE)] * 4
 
 
 def test_frame_geometry_projects_the_landmarks_into_the_covered_face(scene) -> None:
@@ -122,7 +122,7 @@ def test_expression_guidance_rejects_a_changed_expression_and_fits_it(scene) -> 
         value[1] = value[0]
     truth = FlameSequence(shape=sequence.shape, expression=changed, jaw=jaw, **fields)
     shape = torch.zeros(0)
-    cameras = [front_camera(256)] * 4  # only projected, never rasterized
+    cameras = [capture_camera(256)] * 4  # only projected, never rasterized
     detect = _detector_for(head, truth, cameras[0], shape)
     guidance = ExpressionGuidance(head, shape, truth, cameras, tolerance=0.01, detector=detect)
 

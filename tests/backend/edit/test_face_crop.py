@@ -6,12 +6,13 @@ import pytest
 import torch
 
 from backend.edit import EditContext
-from backend.edit.face_crop import FaceBox, crop, face_aware_edit, face_box, paste
+from backend.edit.face_crop import crop, face_aware_edit, face_box, paste
+from backend.track.crop import CropBox
 
 
 def test_face_box_is_a_grown_square_around_the_landmarks() -> None:
     box = face_box(torch.tensor([[10.0, 20.0], [30.0, 60.0]]), margin=0.25)
-    assert box.side == pytest.approx(60.0) and box.x0 == pytest.approx(-10.0) and box.y0 == pytest.approx(10.0)
+    assert box.size == pytest.approx(60.0) and box.x0 == pytest.approx(-10.0) and box.y0 == pytest.approx(10.0)
     with pytest.raises(ValueError):
         face_box(torch.tensor([[1.0, float("nan")], [2.0, 3.0]]))
     with pytest.raises(ValueError):
@@ -20,14 +21,14 @@ def test_face_box_is_a_grown_square_around_the_landmarks() -> None:
 
 def test_crop_then_paste_is_the_identity_inside_the_box() -> None:
     image = torch.rand(48, 64, 3, generator=torch.Generator().manual_seed(0))
-    box = FaceBox(12.0, 4.0, 32.0)
+    box = CropBox(12.0, 4.0, 32.0)
     cropped = crop(image, box, 32)  # one crop pixel per frame pixel
     torch.testing.assert_close(cropped, image[4:36, 12:44], atol=1e-5, rtol=0)
     back, weight = paste(cropped, box, 48, 64)
     inside = weight > 0
     torch.testing.assert_close(back[inside], image[inside], atol=1e-5, rtol=0)
     assert float(weight[20, 28]) == 1.0 and float(weight[0, 0]) == 0.0 and float(weight[20, 12]) < 0.25
-    outside = crop(image, FaceBox(-100.0, -100.0, 10.0), 4)
+    outside = crop(image, CropBox(-100.0, -100.0, 10.0), 4)
     assert float(outside.abs().max()) == 0.0  # zeros outside the frame
 
 

@@ -76,7 +76,7 @@ def test_the_loop_runs_iterative_dataset_update_with_the_pipeline(model_folder) 
     from backend.edit import EditSchedule
     from backend.edit.loop import EditLoop
     from backend.reconstruct.dataset import FrameDataset
-    from backend.reconstruct.synthetic import synthetic_subject
+    from backend.track.synthetic import synthetic_subject
 
     subject = synthetic_subject(3, 32, seed=1)
     dataset = FrameDataset.from_tensors(subject.images, subject.cameras, subject.sequence, masks=subject.masks,

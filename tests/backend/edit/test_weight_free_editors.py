@@ -172,3 +172,7 @@ def test_editors_validate_images() -> None:
                  (image, image, torch.ones(4, 5)), (image.long(), image, torch.ones(4, 4))):
         with pytest.raises(ValueError):
             editor.edit(args[0], args[1], "", args[2])
+    with pytest.raises(ValueError, match=r"the painting of frame 2 must be a uint8 image .* float32 \[4, 4, 3\]"):
+        KeyframePaintEditor({2: np.zeros((4, 4, 3), np.float32)})
+    with pytest.raises(ValueError, match=r"the reference must be a uint8 image .* uint8 \[4, 4, 2\]"):
+        make_editor("reference-style", EditorSettings(reference=np.zeros((4, 4, 2), np.uint8)), EditModels(), "cpu")

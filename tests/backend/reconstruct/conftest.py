@@ -15,7 +15,7 @@ FRAMES, SIZE = 6, 32
 @pytest.fixture(scope="session")
 def subject():
     """`SyntheticSubject` of FRAMES frames at SIZE² pixels."""
-    from backend.reconstruct.synthetic import synthetic_subject
+    from backend.track.synthetic import synthetic_subject
 
     return synthetic_subject(FRAMES, SIZE, seed=3)
 
@@ -23,7 +23,7 @@ def subject():
 @pytest.fixture(scope="session")
 def tracked_folder(subject, tmp_path_factory):
     """The subject written as a VHAP export folder."""
-    from backend.reconstruct.synthetic import write_tracked_folder
+    from backend.track.synthetic import write_tracked_folder
 
     return write_tracked_folder(subject, tmp_path_factory.mktemp("tracked") / "subject")
 

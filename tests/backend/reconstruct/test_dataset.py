@@ -13,7 +13,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backend.reconstruct import DatasetError, FrameDataset, frame_rows, holdout_count
+from backend.reconstruct import DatasetError, FrameDataset, frame_rows, holdout_count, sequence_rows
 from backend.track.importers import load_tracked
 
 FRAMES, SIZE = 6, 32
@@ -47,6 +47,17 @@ def test_max_frames_keeps_evenly_spaced_frames(tracked_folder) -> None:
     assert len(dataset) == 3 and dataset.sequence.frame_start == 0
 
 
+def test_sequence_rows_takes_the_rows_in_the_order_given(subject) -> None:
+    sequence = subject.sequence
+    cut = sequence_rows(sequence, [4, 1, 4])
+    assert len(cut) == 3 and cut.frame_start == sequence.frame_start + 4 and cut.fps == sequence.fps
+    np.testing.assert_array_equal(cut.shape, sequence.shape)
+    for name in ("expression", "rotation", "neck", "jaw", "eyes", "translation", "eyelids"):
+        np.testing.assert_array_equal(getattr(cut, name), getattr(sequence, name)[[4, 1, 4]])
+    with pytest.raises(ValueError, match="at least one row"):
+        sequence_rows(sequence, [])
+
+
 def test_holdout_is_the_last_tenth() -> None:
     assert [holdout_count(t) for t in (2, 9, 10, 11, 100, 101)] == [1, 1, 1, 2, 10, 11]
     with pytest.raises(DatasetError, match="at least 2 frames"):
@@ -67,7 +78,7 @@ def test_replace_swaps_one_frame(dataset) -> None:
 def test_portrait_frames_and_alpha_masks(subject, tmp_path) -> None:
     """A portrait-orientation sequence whose PNGs carry the mask as alpha (no mask files)."""
     folder = tmp_path / "portrait"
-    from backend.reconstruct.synthetic import write_tracked_folder
+    from backend.track.synthetic import write_tracked_folder
 
     write_tracked_folder(subject, folder)
     top = json.loads((folder / "transforms.json").read_text())

@@ -114,7 +114,7 @@ def test_frames_are_tracked_once_and_one_frame_is_a_clear_error(tmp_path) -> Non
     import PIL.Image
 
     from backend.reconstruct.dataset import DatasetError
-    from backend.reconstruct.synthetic import synthetic_subject
+    from backend.track.synthetic import synthetic_subject
 
     subject = synthetic_subject(6, 192, seed=2, background=(0.45, 0.47, 0.5))
     frames = tmp_path / "frames"

@@ -17,7 +17,7 @@ from backend.track.fit_landmarks import FitConfig
 from backend.track.importers import load_tracked, load_vhap_export
 from backend.track.photometric import PhotometricConfig
 from backend.track.pipeline import TrackConfig, TrackResult, track
-from backend.track.synthetic import portrait_camera, project_landmarks, render_head
+from backend.track.synthetic import as_uint8, portrait_camera, project_landmarks, render_head
 from backend.track.video import TrackInputError
 
 FAST = FitConfig(rigid_iterations=60, iterations=250)
@@ -37,7 +37,7 @@ def synthetic(head, tmp_path_factory) -> dict:
     sequence = talking_head(4, 25.0, shape=np.random.default_rng(5).normal(0, 0.5, head.n_shape),
                             n_expression=head.n_expression, seed=11)
     camera = portrait_camera(SIZE)
-    for t, frame in enumerate(render_head(head, sequence, camera)):
+    for t, frame in enumerate(as_uint8(render_head(head, sequence, camera)[0])):
         iio.imwrite(folder / f"frame{t}.png", frame)
     return {"folder": folder, "truth": project_landmarks(head, sequence, camera)}
 
