@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import importlib.util
 import json
 import os
 import shutil
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -133,3 +135,26 @@ def make_backend(tmp_path):
     yield make
     for process in started:
         process.stop()
+
+
+# --- the Blender extension ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def build_module():
+    """build.py imported as a module (it is a script at the repository root, not a package)."""
+    spec = importlib.util.spec_from_file_location("keyface_build", REPO_ROOT / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def installed_addon(tmp_path_factory, build_module) -> Path:
+    """The folder holding the built zip extracted as package `keyface`, as Blender's 'Install from Disk' lays it out;
+    the zip itself is in `<folder>/../dist`."""
+    folder = tmp_path_factory.mktemp("addon")
+    archive = build_module.addon(folder / "dist")
+    with zipfile.ZipFile(archive) as opened:
+        opened.extractall(folder / "extensions" / "keyface")
+    return folder / "extensions"

@@ -37,26 +37,13 @@ print("RESULT" + json.dumps(out))
 """
 
 
-def load_build_module():
-    spec = importlib.util.spec_from_file_location("keyface_build", REPO_ROOT / "build.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def installed_addon(tmp_path_factory) -> Path:
-    """The built zip extracted as package `keyface`, like 'Install from Disk' does."""
-    folder = tmp_path_factory.mktemp("addon")
-    archive = load_build_module().addon(folder / "dist")
-    with zipfile.ZipFile(archive) as opened:
-        names = opened.namelist()
-        assert "blender_manifest.toml" in names and "vendor/shared_client/client.py" in names
-        assert not any("__pycache__" in name for name in names)
-        opened.extractall(folder / "extensions" / "keyface")
-    manifest = tomllib.loads((folder / "extensions" / "keyface" / "blender_manifest.toml").read_text())
+def test_the_zip_vendors_the_protocol_and_declares_network_access(installed_addon) -> None:
+    archive = next((installed_addon.parent / "dist").glob("keyface-*.zip"))
+    names = zipfile.ZipFile(archive).namelist()
+    assert "blender_manifest.toml" in names and "vendor/shared_client/client.py" in names
+    assert not any("__pycache__" in name for name in names)
+    manifest = tomllib.loads((installed_addon / "keyface" / "blender_manifest.toml").read_text())
     assert manifest["id"] == "keyface" and "network" in manifest["permissions"]
-    return folder / "extensions"
 
 
 def run_in_blender(extensions: Path, address: str, cwd: Path) -> dict:
@@ -122,8 +109,7 @@ def test_manifest_fields(manifest, archive) -> None:
     assert {key: value for key, value in manifest.items() if key not in ("wheels", "platforms")} == source
 
 
-def test_every_listed_wheel_is_in_the_zip_and_covers_its_platforms(manifest, archive) -> None:
-    build = load_build_module()
+def test_every_listed_wheel_is_in_the_zip_and_covers_its_platforms(manifest, archive, build_module) -> None:
     with zipfile.ZipFile(archive) as opened:
         in_zip = {name for name in opened.namelist() if name.startswith("wheels/")}
         assert opened.testzip() is None
@@ -134,13 +120,13 @@ def test_every_listed_wheel_is_in_the_zip_and_covers_its_platforms(manifest, arc
                                           "windows-arm64"}
     for platform in manifest["platforms"]:
         for python, tags in WHEEL_PYTHONS.items():
-            serving = [w for w in listed if platform in build.blender_platforms(w.rsplit("/", 1)[1])
+            serving = [w for w in listed if platform in build_module.blender_platforms(w.rsplit("/", 1)[1])
                        and _wheel_python_tags(w.rsplit("/", 1)[1]) & set(tags)]
             assert len(serving) == 1, (platform, python, serving)
 
 
-def test_blender_platform_names_of_wheel_tags() -> None:
-    platforms = load_build_module().blender_platforms
+def test_blender_platform_names_of_wheel_tags(build_module) -> None:
+    platforms = build_module.blender_platforms
     assert platforms("pyzmq-27.3.0-cp311-cp311-manylinux_2_26_x86_64.manylinux_2_28_x86_64.whl") == ["linux-x64"]
     assert platforms("pyzmq-27.3.0-cp312-abi3-manylinux_2_28_aarch64.whl") == ["linux-arm64"]
     assert platforms("pyzmq-27.3.0-cp311-cp311-macosx_10_15_universal2.whl") == ["macos-arm64", "macos-x64"]
@@ -151,12 +137,12 @@ def test_blender_platform_names_of_wheel_tags() -> None:
 
 
 @pytest.mark.skipif(not BLENDER_EXT.exists(), reason="bpy's extension tool (bl_pkg) not found")
-def test_blenders_validator_accepts_the_zip(archive, tmp_path) -> None:
+def test_blenders_validator_accepts_the_zip(archive, tmp_path, build_module) -> None:
     """`blender --command extension validate` (bl_pkg's blender_ext.py, with Blender's tag list)."""
     done = subprocess.run([sys.executable, str(BLENDER_EXT), "validate", str(archive), "--valid-tags",
                            str(VALID_TAGS)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 0 and "Success" in done.stdout, done.stdout + done.stderr
-    light = load_build_module().addon(tmp_path / "light", with_wheels=False)  # no wheels: still a valid extension
+    light = build_module.addon(tmp_path / "light", with_wheels=False)  # no wheels: still a valid extension
     with zipfile.ZipFile(light) as opened:
         assert not any(name.startswith("wheels/") for name in opened.namelist())
         assert "wheels" not in tomllib.loads(opened.read("blender_manifest.toml").decode())
@@ -229,27 +215,26 @@ def _offline(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("PIP_FIND_LINKS", str(empty))
 
 
-def test_wheel_cache_is_reused_offline_and_verified(installed_addon, monkeypatch, tmp_path, capsys) -> None:
-    build = load_build_module()
+def test_wheel_cache_is_reused_offline_and_verified(installed_addon, monkeypatch, tmp_path, capsys,
+                                                    build_module) -> None:
     cache = tmp_path / "cache"
-    shutil.copytree(build.WHEEL_CACHE, cache)  # filled by the fixture's build
+    shutil.copytree(build_module.WHEEL_CACHE, cache)  # filled by the fixture's build
     _offline(monkeypatch, tmp_path)
-    wheels = build.addon_wheels(cache)
+    wheels = build_module.addon_wheels(cache)
     assert len(wheels) == 10 and all(wheel.parent == cache for wheel in wheels)
     victim = wheels[0]
     victim.write_bytes(victim.read_bytes()[:-1] + b"x")  # a damaged cached wheel is noticed, then re-fetched
     with pytest.raises(SystemExit):
-        build.addon_wheels(cache)
+        build_module.addon_wheels(cache)
     assert "could not fetch the pyzmq==27.3.0 wheel" in capsys.readouterr().err
 
 
-def test_offline_with_an_empty_cache_says_what_to_fetch(monkeypatch, tmp_path, capsys) -> None:
-    build = load_build_module()
+def test_offline_with_an_empty_cache_says_what_to_fetch(monkeypatch, tmp_path, capsys, build_module) -> None:
     _offline(monkeypatch, tmp_path)
-    monkeypatch.setattr(build, "ADDON_WHEEL_PYTHONS", ("3.13",))  # one request is enough (and fast)
-    monkeypatch.setattr(build, "ADDON_WHEEL_PLATFORMS", ("win_amd64",))
+    monkeypatch.setattr(build_module, "ADDON_WHEEL_PYTHONS", ("3.13",))  # one request is enough (and fast)
+    monkeypatch.setattr(build_module, "ADDON_WHEEL_PLATFORMS", ("win_amd64",))
     with pytest.raises(SystemExit):
-        build.addon(tmp_path / "dist", cache=tmp_path / "empty-cache")
+        build_module.addon(tmp_path / "dist", cache=tmp_path / "empty-cache")
     error = capsys.readouterr().err
     assert "pyzmq==27.3.0 wheel for CPython 3.13 on win_amd64" in error and "with access to PyPI" in error
     assert "pip download --only-binary=:all: --no-deps --platform win_amd64 --python-version 3.13" in error

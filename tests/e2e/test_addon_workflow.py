@@ -7,13 +7,11 @@ onto the timeline; a file reload keeps jobs; a killed backend shows a warning an
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -216,23 +214,6 @@ keyface.unregister()
 """
 
 
-def load_build_module():
-    spec = importlib.util.spec_from_file_location("keyface_build", REPO_ROOT / "build.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def installed_addon(tmp_path_factory) -> Path:
-    """The built zip extracted as package `keyface` (how Blender installs an extension)."""
-    folder = tmp_path_factory.mktemp("addon")
-    archive = load_build_module().addon(folder / "dist")
-    with zipfile.ZipFile(archive) as opened:
-        opened.extractall(folder / "extensions" / "keyface")
-    return folder / "extensions"
-
-
 def driver_env() -> dict:
     env = {"PATH": "/usr/bin:/bin"}  # no PYTHONPATH: only the extracted zip is importable
     env.update({name: os.environ[name] for name in ("HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME")})
@@ -292,7 +273,8 @@ def test_render_four_frames_onto_the_timeline(installed_addon, shared_backend, t
                                 "schedule": {"iterations": 1500}}
     assert out["late_start"] == [{"frame_start": 0, "frame_end": 0, "text": "frown"},
                                  {"frame_start": 1, "frame_end": 7, "text": "smile"}]
-    assert out["before_start"][0] == ["CANCELLED"] and "ends before the scene starts (frame 5)" in out["before_start"][1]
+    state, error = out["before_start"]
+    assert state == ["CANCELLED"] and "ends before the scene starts (frame 5)" in error
 
 
 @pytest.fixture(scope="module")
