@@ -8,6 +8,8 @@ import dataclasses
 import torch
 from torch import Tensor
 
+from backend.render import describe
+
 from .sh import sh_degree_of
 
 
@@ -67,16 +69,16 @@ class StaticGaussians:
             value = getattr(self, name)
             if not isinstance(value, Tensor) or not value.is_floating_point() or tuple(value.shape) != shape:
                 raise ValueError(f"StaticGaussians.{name} must be a float tensor {list(shape)} (N from means), got "
-                                 f"{_describe(value)}")
+                                 f"{describe(value)}")
         sh = self.sh
         if not isinstance(sh, Tensor) or not sh.is_floating_point() or sh.ndim != 3 or sh.shape[0] != n \
                 or sh.shape[2] != 3:
-            raise ValueError(f"StaticGaussians.sh must be a float tensor [{n}, K, 3], got {_describe(sh)}")
+            raise ValueError(f"StaticGaussians.sh must be a float tensor [{n}, K, 3], got {describe(sh)}")
         sh_degree_of(sh.shape[1])
         if self.binding is not None and (not isinstance(self.binding, Tensor) or self.binding.is_floating_point()
                                          or tuple(self.binding.shape) != (n,)):
             raise ValueError(f"StaticGaussians.binding must be an integer tensor [{n}] or None, "
-                             f"got {_describe(self.binding)}")
+                             f"got {describe(self.binding)}")
 
     @property
     def n(self) -> int:
@@ -95,9 +97,3 @@ class StaticGaussians:
     def opacities(self) -> Tensor:
         """[N] opacities in [0, 1]."""
         return torch.sigmoid(self.opacity_logits)
-
-
-def _describe(value: object) -> str:
-    if isinstance(value, Tensor):
-        return f"{value.dtype} {list(value.shape)}"
-    return type(value).__name__

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from backend.flame import FlameModel
 from backend.flame.texture import HeadTexture
+from backend.render import describe
 from shared_proto.types import FlameParams, FlameSequence
 
 from .config import AvatarConfig
@@ -88,7 +89,7 @@ class GaussianAvatar(nn.Module):
         device, dtype = head.v_template.device, head.v_template.dtype
         n_faces = head.faces.shape[0]
         if not isinstance(binding, Tensor) or binding.is_floating_point() or binding.ndim != 1:
-            raise ValueError(f"binding must be an integer tensor [N], got {_describe(binding)}")
+            raise ValueError(f"binding must be an integer tensor [N], got {describe(binding)}")
         if binding.numel() and (int(binding.min()) < 0 or int(binding.max()) >= n_faces):
             raise ValueError(f"binding must index the head's {n_faces} triangles, got values in "
                              f"[{int(binding.min())}, {int(binding.max())}]")
@@ -99,14 +100,14 @@ class GaussianAvatar(nn.Module):
         for name, want in expected.items():
             value = parameters[name]
             if not isinstance(value, Tensor) or not value.is_floating_point() or tuple(value.shape) != want:
-                raise ValueError(f"parameter {name!r} must be a float tensor {list(want)}, got {_describe(value)}")
+                raise ValueError(f"parameter {name!r} must be a float tensor {list(want)}, got {describe(value)}")
             if not torch.isfinite(value).all():
                 raise ValueError(f"parameter {name!r} has {int((~torch.isfinite(value)).sum())} non-finite values")
         shape = torch.zeros(0) if shape is None else shape
         if not isinstance(shape, Tensor) or not shape.is_floating_point() or shape.ndim != 1 \
                 or shape.shape[0] > head.n_shape or not torch.isfinite(shape).all():
             raise ValueError(f"shape must be a finite float tensor [S] with S <= {head.n_shape}, "
-                             f"got {_describe(shape)}")
+                             f"got {describe(shape)}")
         self.config = config
         self.head = head
         self.register_buffer("shape", shape.detach().to(device=device, dtype=dtype).clone())
@@ -368,17 +369,11 @@ class GaussianAvatar(nn.Module):
 
     def _mask(self, mask: Tensor) -> Tensor:
         if not isinstance(mask, Tensor) or mask.dtype != torch.bool or tuple(mask.shape) != (self.n_gaussians,):
-            raise ValueError(f"mask must be a bool tensor [{self.n_gaussians}], got {_describe(mask)}")
+            raise ValueError(f"mask must be a bool tensor [{self.n_gaussians}], got {describe(mask)}")
         return mask.to(self.binding.device)
 
     def _values(self, values: Tensor, name: str) -> Tensor:
         if not isinstance(values, Tensor) or not values.is_floating_point() \
                 or tuple(values.shape) != (self.n_gaussians,):
-            raise ValueError(f"{name} must be a float tensor [{self.n_gaussians}], got {_describe(values)}")
+            raise ValueError(f"{name} must be a float tensor [{self.n_gaussians}], got {describe(values)}")
         return values.detach().to(self.binding.device)
-
-
-def _describe(value: object) -> str:
-    if isinstance(value, Tensor):
-        return f"{value.dtype} {list(value.shape)}"
-    return type(value).__name__

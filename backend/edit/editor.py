@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from backend.render import describe
+
 EDITOR_NAMES = ("instruct-pix2pix", "relight", "reference-style", "keyframe-paint")
 """Editors a client may name in the `edit` job."""
 
@@ -64,11 +66,11 @@ def check_images(image: Tensor, source: Tensor, mask: Tensor) -> tuple[int, int]
     """Validate an editor's inputs; returns (H, W)."""
     for name, value in (("image", image), ("source", source)):
         if not isinstance(value, Tensor) or not value.is_floating_point() or value.ndim != 3 or value.shape[2] != 3:
-            raise ValueError(f"{name} must be a float tensor [H, W, 3], got {_describe(value)}")
+            raise ValueError(f"{name} must be a float tensor [H, W, 3], got {describe(value)}")
     if source.shape != image.shape:
         raise ValueError(f"source {list(source.shape)} and image {list(image.shape)} must have the same size")
     if not isinstance(mask, Tensor) or not mask.is_floating_point() or tuple(mask.shape) != tuple(image.shape[:2]):
-        raise ValueError(f"mask must be a float tensor {list(image.shape[:2])}, got {_describe(mask)}")
+        raise ValueError(f"mask must be a float tensor {list(image.shape[:2])}, got {describe(mask)}")
     return int(image.shape[0]), int(image.shape[1])
 
 
@@ -79,11 +81,6 @@ def check_uint8_image(value: object, what: str) -> None:
         raise ValueError(f"{what} must be a uint8 image [H, W, 3 or 4], got "
                          f"{getattr(value, 'dtype', type(value).__name__)} {list(getattr(value, 'shape', []))}")
 
-
-def _describe(value: object) -> str:
-    if isinstance(value, Tensor):
-        return f"{value.dtype} {list(value.shape)}"
-    return type(value).__name__
 
 
 EditorFactory = Callable[..., Editor]

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from backend.avatar.render_job import resized
+from backend.render import describe
 from backend.track.importers import TrackedSequence
 from shared_proto import Camera, FlameSequence
 
@@ -59,12 +60,12 @@ class FrameDataset:
     def __post_init__(self) -> None:
         images = self.images
         if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[-1] != 3 or not images.is_floating_point():
-            raise TypeError(f"images must be a float tensor [T, H, W, 3], got {_describe(images)}")
+            raise TypeError(f"images must be a float tensor [T, H, W, 3], got {describe(images)}")
         frames, height, width = images.shape[:3]
         if self.masks is not None and (not isinstance(self.masks, Tensor)
                                        or tuple(self.masks.shape) != (frames, height, width)):
             raise ValueError(f"masks must be a tensor [{frames}, {height}, {width}] or None, got "
-                             f"{_describe(self.masks)}")
+                             f"{describe(self.masks)}")
         if not isinstance(self.sequence, FlameSequence) or len(self.sequence) != frames:
             raise ValueError(f"sequence must be a FlameSequence of {frames} frames, got "
                              f"{len(self.sequence) if isinstance(self.sequence, FlameSequence) else self.sequence!r}")
@@ -180,7 +181,7 @@ class FrameDataset:
         if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(self):
             raise ValueError(f"index must be an integer in [0, {len(self) - 1}], got {index!r}")
         if not isinstance(image, Tensor) or tuple(image.shape) != (self.height, self.width, 3):
-            raise ValueError(f"image must be a tensor [{self.height}, {self.width}, 3], got {_describe(image)}")
+            raise ValueError(f"image must be a tensor [{self.height}, {self.width}, 3], got {describe(image)}")
         if not torch.isfinite(image).all():
             raise ValueError(f"image for frame {index} has non-finite values")
         self.images[index] = image.to(self.images)
@@ -267,9 +268,3 @@ def _resize(image: Tensor, size: tuple[int, int]) -> Tensor:
     out = F.interpolate(image.permute(2, 0, 1)[None], size=(size[1], size[0]), mode="bilinear", antialias=True,
                         align_corners=False)
     return out[0].permute(1, 2, 0).clamp(0.0, 1.0).contiguous()
-
-
-def _describe(value: object) -> str:
-    if isinstance(value, Tensor):
-        return f"{value.dtype} {list(value.shape)}"
-    return type(value).__name__

@@ -12,6 +12,7 @@ Conventions: OpenCV cameras (x right, y down, z forward; K in pixels), pixel (i,
 (j + 0.5, i + 0.5), row 0 at the top; maps are channels-last [B, H, W, C] with a zero background.
 """
 
+from ._checks import describe
 from .cameras import CameraTensors, camera_tensors, world_to_camera_points
 from .gaussian_rasterizer import GaussianRender, rasterize_gaussians
 from .mesh_attributes import interpolate, sample_texture, vertex_normals
@@ -27,6 +28,7 @@ __all__ = [
     "camera_normal_map",
     "camera_tensors",
     "depth_map",
+    "describe",
     "frontal_sh",
     "interpolate",
     "normal_map",
