@@ -2,7 +2,7 @@
 
 1. starts a backend process on a free loopback port and checks the device (`diagnose`);
 2. builds the Blender extension zip, extracts it into `<out>/addon` and runs Blender (bpy as a module) on
-   `backend/demo_blender.py`, which drives the add-on: connect, build the rig, key a procedural
+   `blender_addon/demo_session.py`, which drives the add-on: connect, build the rig, key a procedural
    talking-head motion onto it, frame the camera, render the take with the default avatar onto the timeline,
    save `<out>/demo.blend` (the take's PNGs in `<out>/keyface_takes/demo_v001/`);
 3. encodes the take as `<out>/avatar.mp4` and exports the avatar's first frame as a 3DGS PLY
@@ -147,12 +147,12 @@ def install_addon(out: Path) -> Path:
 
 
 def run_blender(out: Path, endpoint: str, motion: Path, config: DemoConfig) -> dict:
-    """Run backend/demo_blender.py with this environment's bpy; returns its DEMO line's facts."""
+    """Run blender_addon/demo_session.py with this environment's bpy; returns its DEMO line's facts."""
     extensions = install_addon(out)
-    script = Path(__file__).resolve().parent / "demo_blender.py"
+    script = REPO_ROOT / "blender_addon" / "demo_session.py"
     args = [str(extensions), endpoint, str(out), str(motion), str(config.frames), str(config.size),
             str(config.gaussians)]
-    command = [sys.executable, str(script), *args]
+    command = [sys.executable, "-P", str(script), *args]  # -P: not its own folder on sys.path
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}  # only the add-on, as in Blender
     process = subprocess.Popen(command, cwd=out, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     lines, made = [], None

@@ -1,9 +1,10 @@
-"""The Blender half of `python build.py demo`: an animator's session, scripted through the Keyface add-on.
+"""The Blender half of `python build.py demo`: an animator's session, scripted through the Keyface add-on (and a
+worked example of the scripting contract in README.md).
 
-Runs in Python with bpy (Blender as a module) and only the extracted extension importable (it never imports
-`backend`; backend/demo.py starts it):
+Runs in Python with bpy (Blender as a module) and only the extracted extension importable (backend/demo.py starts
+it; the add-on never imports it):
 
-    python backend/demo_blender.py EXTENSIONS ADDRESS OUT MOTION.npz FRAMES SIZE GAUSSIANS
+    python -P blender_addon/demo_session.py EXTENSIONS ADDRESS OUT MOTION.npz FRAMES SIZE GAUSSIANS
 
 connect -> build the rig -> key the head motion onto it -> frame the camera -> save OUT/demo.blend ->
 render the take with the default avatar (blocking under -b) -> save again. Prints one line
