@@ -2,6 +2,7 @@
 
     python -m backend reconstruct (--video PATH | --frames DIR | --tracked DIR) --out DIR [--head builtin|PATH]
         [--resolution 512] [--iterations N] [--max-frames K] [--device cpu|cuda|mps] [--seed S] [--appearance sh]
+        [--holdout-fit 30]
 
 `--out DIR` receives avatar.safetensors, tracked/ (video / frames), checkpoints/ and report.json; running the same
 command again resumes from the newest checkpoint (Ctrl-C writes one). The last line on stdout is the result as
@@ -34,6 +35,9 @@ def add_reconstruct_command(commands: Any, handler: Callable[[argparse.Namespace
     parser.add_argument("--seed", type=int, default=0, help="seed: equal seeds give equal avatars")
     parser.add_argument("--appearance", default="sh", choices=("sh", "neural"),
                         help="sh (3DGS colours) or neural (PortraitGen's Neural Gaussian Texture)")
+    parser.add_argument("--holdout-fit", type=int, default=None,
+                        help="Adam steps fitting the held-out frames' expression and pose, avatar frozen, before "
+                             "evaluation (default: the job's, 30; 0: evaluate with the tracked ones)")
     parser.set_defaults(handler=handler)
 
 
@@ -50,6 +54,8 @@ def run_command(args: argparse.Namespace, resolve_device: Callable[[str], str]) 
     spec = {name: getattr(args, name) for name in ("video", "frames", "tracked") if getattr(args, name) is not None}
     spec.update(head=args.head, resolution=args.resolution, iterations=args.iterations, max_frames=args.max_frames,
                 seed=args.seed, appearance=args.appearance)
+    if args.holdout_fit is not None:
+        spec["holdout_fit"] = args.holdout_fit
     bars: dict[str, tqdm] = {}
 
     def progress(stage: str, step: int = 0, total: int = 0, message: str = "", preview: Any = None) -> None:

@@ -241,9 +241,10 @@ class Trainer:
             out[name] = value[rows] + (self.corrections[name][rows] if name in self.corrections else 0.0)
         return out
 
-    def render(self, indices: list[int]) -> AvatarRender:
-        """The avatar in dataset frames `indices` through their cameras, over the dataset's background."""
-        gaussians = self.avatar.gaussians_at(self.flame_at(indices))
+    def render(self, indices: list[int], flame: dict[str, Tensor] | None = None) -> AvatarRender:
+        """The avatar in dataset frames `indices` through their cameras, over the dataset's background; posed by
+        `flame` ({name: [B, n]}, e.g. `frame_fit.fit_frames`) instead of `flame_at(indices)` when given."""
+        gaussians = self.avatar.gaussians_at(self.flame_at(indices) if flame is None else flame)
         cameras = camera_tensors([self.dataset.cameras[i] for i in indices], device=self.device, dtype=self.dtype)
         return render_avatar(self.avatar, gaussians, cameras, background=self.background, rasterize=self._rasterize)
 
@@ -252,7 +253,7 @@ class Trainer:
         from backend.render import rasterize_gaussians
 
         out = rasterize_gaussians(*args, **kwargs)
-        if torch.is_grad_enabled() and out.means2d.requires_grad:
+        if self.avatar.training and torch.is_grad_enabled() and out.means2d.requires_grad:
             out.means2d.retain_grad()
             self._captured.append(out)
         return out
@@ -335,14 +336,26 @@ class Trainer:
 
     # --- evaluation and previews --------------------------------------------------------------------------------
 
-    def evaluate(self, indices: list[int] | None = None, region: Literal["full", "mask"] = "full"
-                 ) -> dict[str, float]:
+    def evaluate(self, indices: list[int] | None = None, region: Literal["full", "mask"] = "full",
+                 flame: dict[str, Tensor] | None = None) -> dict[str, float]:
         """{"psnr", "ssim", "frames"} of the renders against the dataset frames `indices` (default: the held-out
-        frames), region "full" or "mask" as `evaluate.py` defines them."""
+        frames), region "full" or "mask" as `evaluate.py` defines them; posed by `flame` ({name: [len(indices),
+        n]}, rows in the order of `indices`: `frame_fit.fit_frames`) when given, else by the tracked parameters."""
         indices = self.dataset.holdout_indices if indices is None else list(indices)
+        if flame is not None and any(value.shape[0] != len(indices) for value in flame.values()):
+            raise ValueError(f"flame must have one row per frame ({len(indices)}), got "
+                             f"{ {name: list(value.shape) for name, value in flame.items()} }")
+        row = {index: position for position, index in enumerate(indices)}
+
+        def render(chunk: list[int]) -> Tensor:
+            if flame is None:
+                return self.render(chunk).rgb
+            rows = [row[i] for i in chunk]
+            return self.render(chunk, {name: value[rows] for name, value in flame.items()}).rgb
+
         self.avatar.eval()
         try:
-            return evaluate_frames(lambda chunk: self.render(chunk).rgb, self.dataset, indices, region)
+            return evaluate_frames(render, self.dataset, indices, region)
         finally:
             self.avatar.train()
 

@@ -33,6 +33,7 @@ def test_reconstruct_then_render_the_avatar(shared_backend, subject_folder) -> N
         result = job.wait(timeout=300)
         assert result["avatar"] == f"avatars/{job.id}" and result["frames"] == FRAMES
         assert np.isfinite(result["psnr_holdout"]) and 0 < result["ssim_holdout"] <= 1
+        assert result["holdout_fit"] == 30 and np.isfinite(result["psnr_holdout_tracked"])
         stages = {r.stage for r in replies if isinstance(r, Progress)}
         assert {"load", "train", "evaluate", "save"} <= stages
         previews = [r.preview for r in replies if isinstance(r, Progress) and r.preview is not None]

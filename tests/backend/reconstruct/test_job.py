@@ -34,6 +34,11 @@ def test_spec_errors_name_the_field(tracked_folder) -> None:
         parse_request(spec(tracked_folder, colour="red"))
     assert parse_request(spec(tracked_folder)).key() == parse_request(spec(tracked_folder)).key()
     assert parse_request(spec(tracked_folder)).key() != parse_request(spec(tracked_folder, seed=1)).key()
+    with pytest.raises(ValueError, match="spec.holdout_fit"):
+        parse_request(spec(tracked_folder, holdout_fit=-1))
+    assert parse_request(spec(tracked_folder)).holdout_fit == 30
+    unfitted = parse_request(spec(tracked_folder, holdout_fit=0))
+    assert unfitted.holdout_fit == 0 and unfitted.key() == parse_request(spec(tracked_folder)).key()  # evaluation only
 
 
 def test_cancel_writes_a_checkpoint_and_the_same_request_resumes(tracked_folder, tmp_path) -> None:
@@ -57,7 +62,9 @@ def test_cancel_writes_a_checkpoint_and_the_same_request_resumes(tracked_folder,
     result = reconstruct(request, moved, avatar, device="cpu",
                          progress=lambda stage, step=0, total=0, message="", preview=None: previews.append(preview))
     assert result["resumed_from"] == 2 and result["iterations"] == 4 and result["frames"] == 6
-    assert set(result) >= {"psnr_holdout", "ssim_holdout", "frames", "gaussians", "seconds", "avatar"}
+    assert set(result) >= {"psnr_holdout", "ssim_holdout", "frames", "gaussians", "seconds", "avatar",
+                           "psnr_holdout_tracked", "holdout_fit"}
+    assert result["holdout_fit"] == 30
     assert load_package(avatar).n_gaussians == result["gaussians"]
     assert any(p is not None and p.shape == (32, 64, 4) for p in previews)
     report = json.loads((moved / "report.json").read_text())
@@ -76,11 +83,13 @@ def test_missing_source_and_missing_tracker_input(tmp_path) -> None:
 def test_cli_prints_one_json_line_and_exits_2_on_user_errors(tracked_folder, tmp_path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "backend", "reconstruct", "--tracked", str(tracked_folder), "--out",
-               str(tmp_path / "out"), "--resolution", "32", "--iterations", "2", "--device", "cpu"]
+               str(tmp_path / "out"), "--resolution", "32", "--iterations", "2", "--device", "cpu",
+               "--holdout-fit", "0"]
     done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["frames"] == 6 and result["avatar"] == str(tmp_path / "out" / "avatar.safetensors")
+    assert result["holdout_fit"] == 0 and result["psnr_holdout"] == result["psnr_holdout_tracked"]  # --holdout-fit 0
     assert {p.name for p in (tmp_path / "out").iterdir()} >= {"avatar.safetensors", "checkpoints", "report.json"}
     bad = subprocess.run(command[:5] + [str(tmp_path / "missing"), "--out", str(tmp_path / "o2")], cwd=REPO_ROOT,
                          env=env, capture_output=True, text=True, timeout=300)
