@@ -50,42 +50,7 @@ def encode(message: Message) -> list[bytes | memoryview]:
     """Message -> [header, buffer0, buffer1, ...]. Arrays are sent without copying when already contiguous LE."""
     buffers: list[dict[str, Any]] = []
     payloads: list[bytes | memoryview] = []
-
-    def to_json(value: Any, path: str) -> Any:
-        if isinstance(value, np.ndarray):
-            array = _wire_array(value, path)
-            if len(buffers) == MAX_BUFFERS:
-                raise ValueError(f"{path}: a message carries at most {MAX_BUFFERS} arrays; stack them")
-            name = f"{len(buffers)}:{path}"[:MAX_BUFFER_NAME]  # unique by its index, readable by its path
-            buffers.append({"name": name, "dtype": array.dtype.str, "shape": list(array.shape)})
-            payloads.append(memoryview(array).cast("B") if array.size else b"")
-            return {BUFFER_REF: name}
-        if isinstance(value, enum.Enum):
-            return to_json(value.value, path)
-        if isinstance(value, dict):
-            if BUFFER_REF in value:
-                raise ValueError(f"{path}: the key {BUFFER_REF!r} is reserved by the protocol")
-            out = {}
-            for key, item in value.items():
-                if not isinstance(key, str):
-                    raise TypeError(f"{path}: object keys must be strings, got {key!r}")
-                out[key] = to_json(item, f"{path}.{key}")
-            return out
-        if isinstance(value, (list, tuple)):
-            return [to_json(item, f"{path}[{i}]") for i, item in enumerate(value)]
-        if isinstance(value, (bool, np.bool_)):
-            return bool(value)
-        if isinstance(value, (int, np.integer)):
-            return int(value)
-        if isinstance(value, (float, np.floating)):
-            if not math.isfinite(value):
-                raise ValueError(f"{path}: non-finite number {value} cannot be sent")
-            return float(value)
-        if value is None or isinstance(value, str):
-            return value
-        raise TypeError(f"{path}: cannot send a {type(value).__name__} (use JSON values or numpy arrays)")
-
-    body = to_json(message.body(), "body")
+    body = _to_json(message.body(), "body", buffers, payloads)
     header = {"v": PROTOCOL_VERSION, "type": message.TYPE, "id": message.id, "job": message.job,
               "body": body, "buffers": buffers}
     encoded = json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8")
@@ -93,6 +58,46 @@ def encode(message: Message) -> list[bytes | memoryview]:
         raise ValueError(f"the {message.TYPE} header is {len(encoded)} bytes (limit {MAX_HEADER_BYTES}); send "
                          "bulky values as arrays or as an asset")
     return [encoded, *payloads]
+
+
+def _to_json(value: Any, path: str, buffers: list[dict[str, Any]], payloads: list[bytes | memoryview]) -> Any:
+    """`value` as JSON, its arrays moved to `payloads` (described in `buffers`) and replaced by references.
+
+    A plain function, not a closure: a recursive closure is a reference cycle that would keep every
+    sent array alive until Python's cycle collector runs.
+    """
+    if isinstance(value, np.ndarray):
+        array = _wire_array(value, path)
+        if len(buffers) == MAX_BUFFERS:
+            raise ValueError(f"{path}: a message carries at most {MAX_BUFFERS} arrays; stack them")
+        name = f"{len(buffers)}:{path}"[:MAX_BUFFER_NAME]  # unique by its index, readable by its path
+        buffers.append({"name": name, "dtype": array.dtype.str, "shape": list(array.shape)})
+        payloads.append(memoryview(array).cast("B") if array.size else b"")
+        return {BUFFER_REF: name}
+    if isinstance(value, enum.Enum):
+        return _to_json(value.value, path, buffers, payloads)
+    if isinstance(value, dict):
+        if BUFFER_REF in value:
+            raise ValueError(f"{path}: the key {BUFFER_REF!r} is reserved by the protocol")
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"{path}: object keys must be strings, got {key!r}")
+            out[key] = _to_json(item, f"{path}.{key}", buffers, payloads)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_to_json(item, f"{path}[{i}]", buffers, payloads) for i, item in enumerate(value)]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        if not math.isfinite(value):
+            raise ValueError(f"{path}: non-finite number {value} cannot be sent")
+        return float(value)
+    if value is None or isinstance(value, str):
+        return value
+    raise TypeError(f"{path}: cannot send a {type(value).__name__} (use JSON values or numpy arrays)")
 
 
 def _wire_array(value: np.ndarray, path: str) -> np.ndarray:
@@ -118,6 +123,8 @@ def _finite_float(text: str) -> float:
         raise _bad(ErrorCode.BAD_VALUE, f"header contains the out-of-range number {text[:40]}")
     return number
 
+
+_HEADER_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 
 _ID_FIELD = re.compile(rb'"id"\s*:\s*"([\x21\x23-\x5b\x5d-\x7e]{1,128})"')
 
@@ -168,8 +175,7 @@ def _parse_header(view: memoryview) -> dict[str, Any]:
     if view.nbytes > MAX_HEADER_BYTES:
         raise _bad(ErrorCode.TOO_LARGE, f"header of {view.nbytes} bytes exceeds the limit of {MAX_HEADER_BYTES}")
     try:
-        header = json.loads(bytes(view).decode("utf-8"), parse_constant=_reject_constant,
-                            parse_float=_finite_float)
+        header = _HEADER_DECODER.decode(bytes(view).decode("utf-8"))
     except UnicodeDecodeError as error:
         raise _bad(ErrorCode.BAD_MESSAGE, f"header is not UTF-8: {error}") from None
     except RecursionError:

@@ -219,3 +219,20 @@ def test_peek_id_reads_oversized_and_broken_headers() -> None:
     big = header_frames(id="big-1", body={"client": "x" * (2 * 1024 * 1024)})
     assert peek_id(big) == "big-1"
     assert peek_id([big[0][:200]]) == "big-1"
+
+
+def test_sent_arrays_are_released_as_soon_as_the_frames_are_dropped() -> None:
+    """No reference cycle keeps an encoded frame alive until Python's cycle collector happens to run."""
+    import gc
+    import sys
+
+    image = np.zeros((64, 64, 4), np.uint8)
+    before = sys.getrefcount(image)
+    gc.disable()
+    try:
+        frames = encode(FrameReply(id="r", job="j", index=0, image=image, meta={"nested": [{"a": np.ones(3)}]}))
+        assert sys.getrefcount(image) > before
+        del frames
+        assert sys.getrefcount(image) == before
+    finally:
+        gc.enable()
