@@ -1,9 +1,9 @@
 """The ZeroMQ service: one I/O thread owns the ROUTER socket, worker threads run jobs from a queue.
 
-    client DEALER ──tcp──> ROUTER (I/O thread) ──queue──> worker threads ──inproc PUSH──> PULL (I/O thread)
+    client DEALER ──tcp──> ROUTER (I/O thread) ──queue──> worker threads ──reply queue──> I/O thread
 
-Workers never touch the ROUTER: they encode their replies and push them over inproc; the I/O thread
-routes each to the client currently attached to that job. Replies to a client that stopped reading wait
+Workers never touch the ROUTER: they encode their replies into a bounded queue (waking the I/O thread
+over inproc when it was empty); the I/O thread routes each to the client currently attached to that job. Replies to a client that stopped reading wait
 in a bounded outbox (back-pressure reaches the job); a client that vanished is detached and its jobs
 keep running, so a reconnecting client can `status --attach` and get the stream and result back.
 """
@@ -59,7 +59,10 @@ log = logging.getLogger("keyface.backend")
 
 OUTBOX_LIMIT = 16
 """Replies waiting for slow clients before the I/O thread stops taking more from the workers."""
-INPROC_HWM = 8
+REPLY_QUEUE_LIMIT = 8
+"""Encoded replies waiting for the I/O thread before a worker blocks."""
+RETRY_MS = 5
+"""How long the I/O thread sleeps before retrying replies to a client that had no room."""
 MAX_STATUS_JOBS = 200
 
 
@@ -88,13 +91,15 @@ class Server:
         self.endpoint = ""
         self._context = zmq.Context()
         self._queue: queue.Queue[str] = queue.Queue()  # capacity is counted in the registry (cancels free it)
-        self._inproc = f"inproc://keyface-outbox-{id(self)}"
+        self._inproc = f"inproc://keyface-wake-{id(self)}"
+        self._replies: collections.deque[tuple[str, list[Any]]] = collections.deque()  # (job, encoded reply)
+        self._replies_room = threading.Condition()
         self._stopping = threading.Event()  # workers take no new jobs
         self._io_stop = threading.Event()  # the I/O thread exits after flushing
         self._threads: list[threading.Thread] = []
         self._authenticator: Any = None
         self._router: zmq.Socket | None = None
-        self._pull: zmq.Socket | None = None
+        self._wake: zmq.Socket | None = None
         self._outbox: dict[bytes, collections.deque] = {}
         self._blocked_since: dict[bytes, float] = {}
         self._pending = 0
@@ -122,10 +127,9 @@ class Server:
             self._shutdown_context()
             raise OSError(f"cannot bind {self.config.bind}: {error}") from None
         self.endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
-        pull = self._context.socket(zmq.PULL)
-        pull.setsockopt(zmq.RCVHWM, INPROC_HWM)
-        pull.bind(self._inproc)
-        self._router, self._pull = router, pull
+        wake = self._context.socket(zmq.PULL)
+        wake.bind(self._inproc)
+        self._router, self._wake = router, wake
         self._threads.append(threading.Thread(target=self._io_loop, name="keyface-io", daemon=True))
         for index in range(self.config.workers):
             self._threads.append(threading.Thread(target=self._worker_loop, name=f"keyface-worker-{index}",
@@ -181,25 +185,34 @@ class Server:
     # --- I/O thread ---
 
     def _io_loop(self) -> None:
-        router, pull = self._router, self._pull
+        router, wake = self._router, self._wake
         poller = zmq.Poller()
         poller.register(router, zmq.POLLIN)
-        poller.register(pull, zmq.POLLIN)
+        poller.register(wake, zmq.POLLIN)
+        trust_room = True  # POLLOUT on the ROUTER means room for the replies waiting (see below)
         try:
             while not self._io_stop.is_set() or (time.monotonic() < self._flush_deadline
-                                                  and (self._pending or pull.poll(0))):
-                # stop taking worker replies while slow clients hold OUTBOX_LIMIT of them (back-pressure)
-                poller.modify(pull, zmq.POLLIN if self._pending < OUTBOX_LIMIT else 0)
-                events = dict(poller.poll(5 if self._pending else 100))
-                if events.get(router):
+                                                  and (self._pending or self._replies)):
+                wake_on_room = bool(self._pending) and trust_room
+                poller.modify(router, zmq.POLLIN | (zmq.POLLOUT if wake_on_room else 0))
+                # replies queued by workers are taken at once, unless slow clients already hold OUTBOX_LIMIT
+                # of them (then the queue fills and the workers wait: back-pressure)
+                ready = self._replies and self._pending < OUTBOX_LIMIT
+                events = dict(poller.poll(0 if ready else 100 if wake_on_room or not self._pending else RETRY_MS))
+                if events.get(router, 0) & zmq.POLLIN:
                     self._receive_requests(router)
-                if events.get(pull):
-                    self._forward_replies(pull)
+                if events.get(wake):
+                    self._drain_wake_ups(wake)
+                self._forward_replies()
                 if self._pending:
-                    self._flush(router)
+                    sent = self._flush(router)
+                    # with ROUTER_MANDATORY, POLLOUT means *some* client has room: when it woke us and
+                    # nothing could be sent, the room is another client's, so retry on a timer instead
+                    # of spinning until something is sent again
+                    trust_room = sent or not events.get(router, 0) & zmq.POLLOUT
         finally:
             router.close(linger=1000)  # let what ZeroMQ already holds reach the clients
-            pull.close(linger=0)
+            wake.close(linger=0)
 
     def _receive_requests(self, router: zmq.Socket) -> None:
         for _ in range(64):  # bounded, so replies keep flowing under a request flood
@@ -336,23 +349,36 @@ class Server:
     def _reply(self, peer: bytes, message: Message) -> None:
         self._enqueue(peer, encode(message))
 
-    def _forward_replies(self, pull: zmq.Socket) -> None:
-        while self._pending < OUTBOX_LIMIT:
+    @staticmethod
+    def _drain_wake_ups(wake: zmq.Socket) -> None:
+        while True:
             try:
-                frames = pull.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+                wake.recv(flags=zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
-            record = self.registry.get(frames[0].bytes.decode())
+
+    def _forward_replies(self) -> None:
+        """Move the workers' queued replies to the outbox, up to OUTBOX_LIMIT waiting in it."""
+        taken = False
+        while self._replies and self._pending < OUTBOX_LIMIT:
+            job, frames = self._replies.popleft()
+            taken = True
+            record = self.registry.get(job)
             if record is not None and record.peer is not None:
-                self._enqueue(record.peer, frames[1:])
+                self._enqueue(record.peer, frames)
+        if taken:
+            with self._replies_room:
+                self._replies_room.notify_all()
 
     def _enqueue(self, peer: bytes, frames: list[Any]) -> None:
         self._outbox.setdefault(peer, collections.deque()).append(frames)
         self._pending += 1
         self._flush(self._router)
 
-    def _flush(self, router: zmq.Socket) -> None:
+    def _flush(self, router: zmq.Socket) -> bool:
+        """Send what the clients have room for; True if anything was sent."""
         now = time.monotonic()
+        pending = self._pending
         for peer in list(self._outbox):
             box = self._outbox[peer]
             while box:
@@ -374,6 +400,7 @@ class Server:
                 self._blocked_since.pop(peer, None)
             if not box:
                 self._outbox.pop(peer, None)
+        return self._pending < pending
 
     def _drop_peer(self, peer: bytes) -> None:
         self._pending -= len(self._outbox.pop(peer, ()))
@@ -383,11 +410,10 @@ class Server:
     # --- workers ---
 
     def _worker_loop(self) -> None:
-        push = self._context.socket(zmq.PUSH)
-        push.setsockopt(zmq.SNDHWM, INPROC_HWM)
-        push.setsockopt(zmq.LINGER, 2000)
-        push.connect(self._inproc)
-        lock = threading.Lock()
+        wake = self._context.socket(zmq.PUSH)
+        wake.setsockopt(zmq.SNDHWM, 1)  # one pending wake-up is enough
+        wake.setsockopt(zmq.LINGER, 0)
+        wake.connect(self._inproc)
         try:
             while not self._stopping.is_set():
                 try:
@@ -401,7 +427,7 @@ class Server:
                     record.state = JobState.RUNNING  # claimed: a cancel from now on goes through record.cancel
                     if self._stopping.is_set():
                         record.cancel.set()
-                emit = functools.partial(self._push, push, lock, record.job)
+                emit = functools.partial(self._push, wake, record.job)
                 try:
                     self.registry.update(record, started=time.time(), persist=True)
                     self._run_job(record, emit)
@@ -409,19 +435,23 @@ class Server:
                     log.exception("job %s could not be run or recorded", record.job)
                     self._fail_unrecorded(record, emit, error)
         finally:
-            push.close()
+            wake.close()
 
-    def _push(self, push: zmq.Socket, lock: threading.Lock, job: str, message: Message) -> None:
-        frames = [job.encode(), *encode(message)]
-        with lock:
-            while True:
-                try:
-                    push.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+    def _push(self, wake: zmq.Socket, job: str, message: Message) -> None:
+        """Queue `message` for the I/O thread (waits while REPLY_QUEUE_LIMIT replies are queued)."""
+        frames = encode(message)
+        with self._replies_room:
+            while len(self._replies) >= REPLY_QUEUE_LIMIT:
+                if self._io_stop.is_set():
                     return
-                except zmq.Again:
-                    if self._io_stop.is_set():
-                        return
-                    push.poll(100, zmq.POLLOUT)
+                self._replies_room.wait(0.1)
+            self._replies.append((job, frames))
+            was_empty = len(self._replies) == 1
+        if was_empty:  # the I/O thread may be asleep in poll: wake it (an undelivered wake-up is one pending)
+            try:
+                wake.send(b"", flags=zmq.NOBLOCK)
+            except zmq.Again:
+                pass
 
     def _run_job(self, record: JobRecord, emit: Any) -> None:
         kind = self.jobs[record.kind]

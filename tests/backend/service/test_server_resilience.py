@@ -78,3 +78,41 @@ def test_the_all_jobs_listing_fits_one_header_even_with_long_errors() -> None:
                for i in range(MAX_STATUS_JOBS)]
     frames = encode(Jobs(id="s", jobs=[brief(r.info()) for r in records]))
     assert len(frames[0]) < 1024 * 1024
+
+
+def test_a_client_that_stops_reading_neither_spins_the_server_nor_loses_frames(server) -> None:
+    """Replies for a full client wait in the outbox; another client's free room must not busy-loop the I/O thread."""
+    import time
+
+    import zmq
+
+    from backend.service.server import OUTBOX_LIMIT
+    from shared_proto import FrameReply, Result, Submit, decode, encode
+
+    context = zmq.Context.instance()
+    stalled = context.socket(zmq.DEALER)
+    stalled.setsockopt(zmq.RCVHWM, 1)
+    stalled.setsockopt(zmq.LINGER, 0)
+    stalled.connect(server.endpoint)
+    count = 4000
+    stalled.send_multipart(encode(Submit(id="stall", kind="test_pattern",
+                                         spec={"count": count, "width": 64, "height": 64})))
+    deadline = time.monotonic() + 60
+    while server._pending < OUTBOX_LIMIT:  # the client's pipe and socket buffers are full
+        assert time.monotonic() < deadline, "the stream never backed up"
+        time.sleep(0.05)
+    with Client(server.endpoint, timeout=10) as idle:
+        idle.hello()  # a second client, with room, while the first one is full
+        cpu = time.process_time()
+        time.sleep(1.0)
+        assert time.process_time() - cpu < 0.5  # a spinning I/O thread would burn the whole second
+    frames = []
+    while True:
+        assert stalled.poll(30_000), "the stream did not resume"
+        reply = decode(stalled.recv_multipart())
+        if isinstance(reply, FrameReply):
+            frames.append(reply.index)
+        elif isinstance(reply, Result):
+            break
+    stalled.close()
+    assert frames == list(range(count))
