@@ -11,7 +11,7 @@ from ..flame import model_job
 from ..reconstruct import job as reconstruct_job
 from ..render import maps_job
 from ..track import import_job
-from . import builtin_jobs
+from . import builtin_jobs, pattern_job
 
 RunFn = Callable[[dict[str, Any], Any], dict[str, Any]]
 ValidateFn = Callable[[dict[str, Any]], None]
@@ -34,8 +34,8 @@ def job_table() -> dict[str, JobKind]:
     kinds = [
         JobKind("diagnose", builtin_jobs.diagnose, "check the compute device: torch, memory and throughput",
                 builtin_jobs.validate_diagnose),
-        JobKind("test_pattern", builtin_jobs.test_pattern, "stream a test-card frame sequence (checks the frame "
-                "path end to end)", builtin_jobs.validate_test_pattern),
+        JobKind("test_pattern", pattern_job.run, "stream a test-card frame sequence (checks the frame "
+                "path end to end)", pattern_job.validate),
         JobKind("geometry_maps", maps_job.run, "render a FLAME sequence to depth / normal / shaded guidance maps",
                 maps_job.validate),
         JobKind("head_model", model_job.run, "send a head's model data (template, bases, joints, skinning, "

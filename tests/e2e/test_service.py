@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import zmq
 
-from backend.service.builtin_jobs import read_counter
+from backend.service.pattern_job import read_counter
 from shared_client import BackendUnavailable, Client, JobFailed, RequestFailed
 from shared_proto import PROTOCOL_VERSION, Accepted, ErrorCode, FrameReply, Progress, Result, Submit, decode, encode
 
