@@ -238,13 +238,15 @@ class Client:
     def _receive(self, timeout: float) -> Message | None:
         """The next decodable message within `timeout` seconds (None on silence)."""
         deadline = time.monotonic() + max(timeout, 0.0)
+        socket = self.socket
         while True:
-            try:
-                frames = self.socket.recv_multipart(flags=zmq.NOBLOCK, copy=False)
-            except zmq.Again:
+            if not socket.get(zmq.EVENTS) & zmq.POLLIN:  # cheaper than a recv that raises Again
                 remaining_ms = int((deadline - time.monotonic()) * 1000)
-                if remaining_ms <= 0 or not self.socket.poll(remaining_ms, zmq.POLLIN):
+                if remaining_ms <= 0 or not socket.poll(remaining_ms, zmq.POLLIN):
                     return None
+            try:
+                frames = socket.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+            except zmq.Again:
                 continue
             try:
                 return decode(frames, max_message_bytes=self.max_message_bytes)
