@@ -2,10 +2,11 @@
 
     client DEALER ──tcp──> ROUTER (I/O thread) ──queue──> worker threads ──reply queue──> I/O thread
 
-Workers never touch the ROUTER: they encode their replies into a bounded queue (waking the I/O thread
-over inproc when it was empty); the I/O thread routes each to the client currently attached to that job. Replies to a client that stopped reading wait
-in a bounded outbox (back-pressure reaches the job); a client that vanished is detached and its jobs
-keep running, so a reconnecting client can `status --attach` and get the stream and result back.
+Workers never touch the ROUTER: they encode their replies into a bounded queue and, when it was empty,
+wake the I/O thread over inproc; the I/O thread routes each reply to the client currently attached to
+that job. Replies to a client that stopped reading wait in a bounded outbox (back-pressure reaches the
+job); a client that vanished is detached and its jobs keep running, so a reconnecting client can
+`status --attach` and get the stream and result back.
 """
 
 from __future__ import annotations
