@@ -56,6 +56,33 @@ def damage():
     return damage_bytes
 
 
+def damage_json_field(path: Path, data, mode: str, holders) -> None:
+    """Damage a JSON file for a hypothesis fuzz: in an object drawn from `holders(document)`, replace a drawn
+    key's value with an arbitrary JSON value ('json_value': wrong types, NaN, huge numbers, matrices) or
+    delete the key ('json_drop')."""
+    from hypothesis import strategies as st
+
+    values = st.one_of(st.none(), st.booleans(), st.integers(-10**30, 10**30), st.floats(allow_nan=True),
+                       st.text(max_size=5), st.lists(st.floats(), max_size=5), st.just([[0.0] * 4] * 4),
+                       st.just([[1.0] * 4] * 3), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
+    document = json.loads(path.read_text())
+    holder = data.draw(st.sampled_from(holders(document)))
+    key = data.draw(st.sampled_from(sorted(holder)))
+    if mode == "json_drop":
+        del holder[key]
+    elif mode == "json_value":
+        holder[key] = data.draw(values)
+    else:
+        raise ValueError(f"unknown damage mode {mode!r}")
+    path.write_text(json.dumps(document))
+
+
+@pytest.fixture(scope="session")
+def damage_json():
+    """`damage_json(path, data, mode, holders)`: see `damage_json_field`."""
+    return damage_json_field
+
+
 class BackendProcess:
     """`python -m backend serve` in a subprocess, with its own workspace and log file."""
 

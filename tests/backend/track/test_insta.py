@@ -71,27 +71,16 @@ def test_missing_paths(tmp_path):
         load_insta(tmp_path)
 
 
-_JSON_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-10**30, 10**30), st.floats(allow_nan=True),
-                         st.text(max_size=5), st.lists(st.floats(), max_size=5), st.just([[0.0] * 4] * 4))
-
-
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
-def test_fuzz_only_tracked_import_errors(formats, damage, data):
+def test_fuzz_only_tracked_import_errors(formats, damage, damage_json, data):
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         formats.insta(root, np.random.default_rng(3), frames=3)
         transforms = root / "transforms.json"
         mode = data.draw(st.sampled_from(["json_value", "json_drop", "truncate", "flip"]))
         if mode.startswith("json"):
-            db = json.loads(transforms.read_text())
-            holder = data.draw(st.sampled_from([db, *db["frames"]]))
-            key = data.draw(st.sampled_from(sorted(holder)))
-            if mode == "json_drop":
-                del holder[key]
-            else:
-                holder[key] = data.draw(_JSON_VALUES)
-            transforms.write_text(json.dumps(db))
+            damage_json(transforms, data, mode, lambda db: [db, *db["frames"]])
         else:
             target = data.draw(st.sampled_from([transforms, root / "flame/exp/00001.txt"]))
             damage(target, data, mode)

@@ -160,29 +160,16 @@ def test_missing_folder_is_file_not_found(tmp_path):
         load_vhap_export(tmp_path)
 
 
-_JSON_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-10**30, 10**30), st.floats(allow_nan=True),
-                         st.text(max_size=5), st.lists(st.floats(), max_size=5), st.just([[1.0] * 4] * 3),
-                         st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
-
-
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
-def test_fuzz_only_tracked_import_errors(formats, damage, data):
+def test_fuzz_only_tracked_import_errors(formats, damage, damage_json, data):
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         formats.vhap_export(root, np.random.default_rng(9), frames=2, cameras=(0, 1))
         transforms = root / "transforms.json"
         mode = data.draw(st.sampled_from(["json_value", "json_drop", "truncate", "flip", "npz_array"]))
         if mode in ("json_value", "json_drop"):
-            db = json.loads(transforms.read_text())
-            frame = db["frames"][data.draw(st.integers(0, len(db["frames"]) - 1))]
-            holder = data.draw(st.sampled_from([db, frame]))
-            key = data.draw(st.sampled_from(sorted(holder)))
-            if mode == "json_drop":
-                del holder[key]
-            else:
-                holder[key] = data.draw(_JSON_VALUES)
-            transforms.write_text(json.dumps(db))
+            damage_json(transforms, data, mode, lambda db: [db, *db["frames"]])
         else:
             target = data.draw(st.sampled_from([transforms, root / "flame_param/00000.npz",
                                                 root / "flame_param/00001.npz"]))
