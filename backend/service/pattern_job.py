@@ -163,9 +163,10 @@ def run(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
         if write:
             import imageio.v3 as iio
 
-            with ctx.atomic_path(f"frames/frame_{index:04d}.png") as temp:
+            name = f"frames/frame_{index:04d}.png"
+            with ctx.atomic_path(name) as temp:
                 iio.imwrite(temp, frame)
-            files.append(ctx.asset_name(ctx.workdir / f"frames/frame_{index:04d}.png"))
+            files.append(ctx.asset_name(ctx.workdir / name))
         ctx.frame(index, frame)
         del frame  # the ring may redraw this buffer once the transport lets go of it
         ctx.progress("frames", index + 1, count)
