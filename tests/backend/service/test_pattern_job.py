@@ -74,3 +74,24 @@ def test_the_job_streams_recycled_or_static_frames() -> None:
 def test_bad_specs_are_refused(spec: dict) -> None:
     with pytest.raises(ValueError):
         validate(spec)
+
+
+def test_written_frames_are_the_streamed_frames(tmp_path) -> None:
+    import imageio.v3 as iio
+
+    from backend.service.context import JobContext
+    from backend.service.registry import JobRegistry
+    from backend.service.workspace import Workspace
+
+    workspace = Workspace(tmp_path / "ws")
+    registry = JobRegistry(workspace)
+    record = registry.create("test_pattern", "request", {}, None)
+    streamed = []
+    ctx = JobContext(record, registry, workspace, "cpu", lambda message: streamed.append(message))
+    result = run_test_pattern({"count": 3, "width": 48, "height": 32, "write": True}, ctx)
+    frames = [message.image for message in streamed if hasattr(message, "image")]
+    assert len(result["files"]) == len(frames) == 3
+    for index, (asset, frame) in enumerate(zip(result["files"], frames)):
+        written = iio.imread(workspace.resolve(asset))
+        np.testing.assert_array_equal(written, frame)
+        assert read_counter(written) == index
