@@ -21,7 +21,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from .errors import ErrorCode, ProtocolError
-from .messages import ID_PATTERN, MESSAGE_TYPES, PROTOCOL_VERSION, Message
+from .messages import MESSAGE_TYPES, PROTOCOL_VERSION, Message
 
 ALLOWED_DTYPES: dict[str, np.dtype] = {
     name: np.dtype(name)
@@ -36,7 +36,13 @@ MAX_BUFFERS = 256
 MAX_NDIM = 8
 MAX_BUFFER_NAME = 256
 BUFFER_REF = "$buffer"
-_HEADER_KEYS = {"v", "type", "id", "job", "body", "buffers"}
+_HEADER_KEYS = frozenset({"v", "type", "id", "job", "body", "buffers"})
+_REQUIRED_HEADER_KEYS = frozenset({"v", "type", "id", "body", "buffers"})
+_BUFFER_KEYS = frozenset({"name", "dtype", "shape"})
+_HEADER_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+_JSON_AS_IS = frozenset({str, int, bool, type(None)})
+_CONTAINERS = frozenset({dict, list})
+"""Exact types that are already JSON (subclasses, such as enums, are converted)."""
 
 
 def _bad(code: ErrorCode, message: str, hint: str = "") -> ProtocolError:
@@ -53,7 +59,7 @@ def encode(message: Message) -> list[bytes | memoryview]:
     body = _to_json(message.body(), "body", buffers, payloads)
     header = {"v": PROTOCOL_VERSION, "type": message.TYPE, "id": message.id, "job": message.job,
               "body": body, "buffers": buffers}
-    encoded = json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    encoded = _HEADER_ENCODER.encode(header).encode("utf-8")
     if len(encoded) > MAX_HEADER_BYTES:
         raise ValueError(f"the {message.TYPE} header is {len(encoded)} bytes (limit {MAX_HEADER_BYTES}); send "
                          "bulky values as arrays or as an asset")
@@ -66,6 +72,8 @@ def _to_json(value: Any, path: str, buffers: list[dict[str, Any]], payloads: lis
     A plain function, not a closure: a recursive closure is a reference cycle that would keep every
     sent array alive until Python's cycle collector runs.
     """
+    if type(value) in _JSON_AS_IS:
+        return value
     if isinstance(value, np.ndarray):
         array = _wire_array(value, path)
         if len(buffers) == MAX_BUFFERS:
@@ -83,7 +91,7 @@ def _to_json(value: Any, path: str, buffers: list[dict[str, Any]], payloads: lis
         for key, item in value.items():
             if not isinstance(key, str):
                 raise TypeError(f"{path}: object keys must be strings, got {key!r}")
-            out[key] = _to_json(item, f"{path}.{key}", buffers, payloads)
+            out[key] = item if type(item) in _JSON_AS_IS else _to_json(item, f"{path}.{key}", buffers, payloads)
         return out
     if isinstance(value, (list, tuple)):
         return [_to_json(item, f"{path}[{i}]", buffers, payloads) for i, item in enumerate(value)]
@@ -95,7 +103,7 @@ def _to_json(value: Any, path: str, buffers: list[dict[str, Any]], payloads: lis
         if not math.isfinite(value):
             raise ValueError(f"{path}: non-finite number {value} cannot be sent")
         return float(value)
-    if value is None or isinstance(value, str):
+    if isinstance(value, str):
         return value
     raise TypeError(f"{path}: cannot send a {type(value).__name__} (use JSON values or numpy arrays)")
 
@@ -175,7 +183,7 @@ def _parse_header(view: memoryview) -> dict[str, Any]:
     if view.nbytes > MAX_HEADER_BYTES:
         raise _bad(ErrorCode.TOO_LARGE, f"header of {view.nbytes} bytes exceeds the limit of {MAX_HEADER_BYTES}")
     try:
-        header = _HEADER_DECODER.decode(bytes(view).decode("utf-8"))
+        header = _HEADER_DECODER.decode(str(view, "utf-8"))
     except UnicodeDecodeError as error:
         raise _bad(ErrorCode.BAD_MESSAGE, f"header is not UTF-8: {error}") from None
     except RecursionError:
@@ -186,12 +194,10 @@ def _parse_header(view: memoryview) -> dict[str, Any]:
         raise _bad(ErrorCode.BAD_MESSAGE, f"header is not JSON: {error}") from None
     if not isinstance(header, dict):
         raise _bad(ErrorCode.BAD_MESSAGE, f"header must be a JSON object, got {type(header).__name__}")
-    missing = sorted({"v", "type", "id", "body", "buffers"} - set(header))
-    if missing:
-        raise _bad(ErrorCode.BAD_MESSAGE, f"header is missing {missing}")
-    unknown = sorted(set(header) - _HEADER_KEYS)
-    if unknown:
-        raise _bad(ErrorCode.BAD_MESSAGE, f"header has unknown keys {unknown[:10]}")
+    if not _REQUIRED_HEADER_KEYS <= header.keys():
+        raise _bad(ErrorCode.BAD_MESSAGE, f"header is missing {sorted(_REQUIRED_HEADER_KEYS - header.keys())}")
+    if not header.keys() <= _HEADER_KEYS:
+        raise _bad(ErrorCode.BAD_MESSAGE, f"header has unknown keys {sorted(header.keys() - _HEADER_KEYS)[:10]}")
     version = header["v"]
     if isinstance(version, bool) or not isinstance(version, int):
         raise _bad(ErrorCode.BAD_MESSAGE, f"header 'v' must be an integer, got {version!r:.50}")
@@ -214,7 +220,7 @@ def _decode_buffers(specs: list[Any], views: list[memoryview]) -> dict[str, np.n
         raise _bad(ErrorCode.BAD_BUFFER, f"header describes {len(specs)} buffers but {len(views)} were sent")
     arrays: dict[str, np.ndarray] = {}
     for index, (spec, view) in enumerate(zip(specs, views)):
-        if not isinstance(spec, dict) or set(spec) != {"name", "dtype", "shape"}:
+        if not isinstance(spec, dict) or spec.keys() != _BUFFER_KEYS:
             raise _bad(ErrorCode.BAD_BUFFER, f"buffer {index} must be {{name, dtype, shape}}, got {spec!r:.200}")
         name, dtype_name, shape = spec["name"], spec["dtype"], spec["shape"]
         if not isinstance(name, str) or not 0 < len(name) <= MAX_BUFFER_NAME or name in arrays:
@@ -240,6 +246,7 @@ def _decode_buffers(specs: list[Any], views: list[memoryview]) -> dict[str, np.n
 
 
 def _resolve_refs(value: Any, arrays: dict[str, np.ndarray], used: set[str], depth: int = 0) -> Any:
+    """`value` (freshly parsed JSON, changed in place) with its buffer references replaced by the arrays."""
     if depth > 64:
         raise _bad(ErrorCode.BAD_MESSAGE, "body is nested too deeply")
     if isinstance(value, dict):
@@ -249,9 +256,13 @@ def _resolve_refs(value: Any, arrays: dict[str, np.ndarray], used: set[str], dep
                 raise _bad(ErrorCode.BAD_BUFFER, f"invalid buffer reference {value!r:.200}")
             used.add(name)
             return arrays[name]
-        return {key: _resolve_refs(item, arrays, used, depth + 1) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_resolve_refs(item, arrays, used, depth + 1) for item in value]
+        for key, item in value.items():
+            if type(item) in _CONTAINERS:
+                value[key] = _resolve_refs(item, arrays, used, depth + 1)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            if type(item) in _CONTAINERS:
+                value[index] = _resolve_refs(item, arrays, used, depth + 1)
     return value
 
 

@@ -11,13 +11,14 @@ Replies (backend -> client): welcome, accepted, progress, frame, result, failed,
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from typing import Any, ClassVar
 
 import numpy as np
 
 from .errors import ErrorCode, ProtocolError
-from .types import Frame
+from .types import check_frame_pixels
 
 PROTOCOL_VERSION = 1
 """Bumped on any change to the wire format or to a message's fields."""
@@ -60,6 +61,11 @@ def _check_dict(name: str, value: Any) -> None:
         raise _bad(f"{name} must be an object, got {type(value).__name__}")
 
 
+@functools.cache
+def _body_fields(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls) if f.name not in ("id", "job"))
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Message:
     """Base of every message. `TYPE` is the wire name; `REQUEST` says which side sends it."""
@@ -78,7 +84,7 @@ class Message:
 
     def body(self) -> dict[str, Any]:
         """The fields that travel in the header's `body` (arrays still in place)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("id", "job")}
+        return {name: getattr(self, name) for name in _body_fields(type(self))}
 
 
 # --- requests -------------------------------------------------------------------------------------
@@ -240,7 +246,7 @@ class Progress(Message):
                                        or not 0 <= self.eta_s < 1e9):
             raise _bad(f"eta_s must be null or a number in [0, 1e9), got {self.eta_s!r}", ErrorCode.BAD_VALUE)
         if self.preview is not None:
-            Frame(self.preview)
+            check_frame_pixels(self.preview)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -257,7 +263,7 @@ class FrameReply(Message):
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_int("index", self.index, 0)
-        Frame(self.image)
+        check_frame_pixels(self.image)
         _check_dict("meta", self.meta)
 
 

@@ -298,6 +298,23 @@ class Camera:
         return cls(**_known_fields(cls, data, "Camera"))
 
 
+_FRAME_DTYPES = (np.dtype(np.uint8), np.dtype(np.float16))
+
+
+def check_frame_pixels(pixels: Any) -> None:
+    """Raise ProtocolError unless `pixels` is an [H, W, 4] uint8 or finite float16 array of a sane size."""
+    if not isinstance(pixels, np.ndarray):
+        raise _bad(f"Frame pixels must be a numpy array, got {type(pixels).__name__}")
+    if pixels.dtype not in _FRAME_DTYPES:
+        raise _bad(f"Frame pixels must be uint8 or float16, got {pixels.dtype}")
+    if pixels.ndim != 3 or pixels.shape[2] != 4:
+        raise _bad(f"Frame pixels must have shape [H, W, 4], got {list(pixels.shape)}")
+    if not (1 <= pixels.shape[0] <= MAX_IMAGE_SIDE and 1 <= pixels.shape[1] <= MAX_IMAGE_SIDE):
+        raise _bad(f"Frame size {pixels.shape[1]}x{pixels.shape[0]} is outside 1..{MAX_IMAGE_SIDE}")
+    if pixels.dtype == np.float16 and not np.all(np.isfinite(pixels)):
+        raise _bad(f"Frame pixels have {_summary(pixels)}")
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Frame:
     """One image: [H, W, 4] RGBA, uint8 (sRGB) or float16 (linear), straight alpha, row 0 at the top.
@@ -309,17 +326,7 @@ class Frame:
     pixels: np.ndarray
 
     def __post_init__(self) -> None:
-        pixels = self.pixels
-        if not isinstance(pixels, np.ndarray):
-            raise _bad(f"Frame pixels must be a numpy array, got {type(pixels).__name__}")
-        if pixels.dtype not in (np.uint8, np.float16):
-            raise _bad(f"Frame pixels must be uint8 or float16, got {pixels.dtype}")
-        if pixels.ndim != 3 or pixels.shape[2] != 4:
-            raise _bad(f"Frame pixels must have shape [H, W, 4], got {list(pixels.shape)}")
-        if not (1 <= pixels.shape[0] <= MAX_IMAGE_SIDE and 1 <= pixels.shape[1] <= MAX_IMAGE_SIDE):
-            raise _bad(f"Frame size {pixels.shape[1]}x{pixels.shape[0]} is outside 1..{MAX_IMAGE_SIDE}")
-        if pixels.dtype == np.float16 and not np.all(np.isfinite(pixels)):
-            raise _bad(f"Frame pixels have {_summary(pixels)}")
+        check_frame_pixels(self.pixels)
 
     @property
     def height(self) -> int:

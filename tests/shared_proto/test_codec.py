@@ -110,6 +110,27 @@ def test_big_endian_and_non_contiguous_arrays_are_sent_little_endian() -> None:
     np.testing.assert_array_equal(decoded.result["x"], data)
 
 
+def test_json_look_alikes_travel_as_plain_json_values() -> None:
+    """Enums, numpy scalars and str/int subclasses become the plain values they stand for."""
+    import enum
+
+    class Shade(str, enum.Enum):
+        WARM = "warm"
+
+    class Level(enum.IntEnum):
+        HIGH = 3
+
+    class Name(str):
+        pass
+
+    sent = {"shade": Shade.WARM, "level": Level.HIGH, "flag": np.bool_(True), "count": np.int64(7),
+            "gain": np.float32(0.5), "name": Name("kf"), "nested": [{"code": ErrorCode.CANCELLED}, (1, 2)]}
+    header = json.loads(encode(Result(id="r", result=sent))[0])
+    assert header["body"]["result"] == {"shade": "warm", "level": 3, "flag": True, "count": 7, "gain": 0.5,
+                                        "name": "kf", "nested": [{"code": "cancelled"}, [1, 2]]}
+    assert type(header["body"]["result"]["level"]) is int
+
+
 @pytest.mark.parametrize("value, error", [
     (np.zeros(2, dtype=np.complex64), TypeError),
     (np.array(["a"]), TypeError),
