@@ -50,6 +50,9 @@ from shared_proto import (
 )
 
 
+_EVENTS, _POLLIN, _NOBLOCK = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.NOBLOCK)  # plain ints: enum flags are slow
+
+
 class BackendUnavailable(ConnectionError):
     """No reply from the backend after every retry."""
 
@@ -96,6 +99,11 @@ class Job:
 
     def _receive(self, message: Message) -> None:
         self.last_heard = time.monotonic()
+        if type(message) is FrameReply and not self.done:  # the common case, first
+            self.state = "running"
+            self.frames_received += 1
+            self._inbox.append(message)
+            return
         if isinstance(message, Jobs):
             for info in message.jobs:
                 if info.get("job") == self.id and not self.done:
@@ -188,6 +196,7 @@ class Client:
             self._curve = (server_public, client_public, client_secret)
         self._context = zmq.Context.instance()
         self._socket: zmq.Socket | None = None
+        self._poller = zmq.Poller()
         self._jobs: dict[str, Job] = {}
         self.welcome: Welcome | None = None
         self.reconnects = 0
@@ -207,13 +216,13 @@ class Client:
     def socket(self) -> zmq.Socket:
         if self._socket is None:
             self._socket = self._open()
+            self._poller.register(self._socket, zmq.POLLIN)
         return self._socket
 
     def _reconnect(self) -> None:
         """Lazy Pirate: drop the socket (and anything queued on it), open a new one, re-attach live jobs."""
-        if self._socket is not None:
-            self._socket.close(linger=0)
-        self._socket = self._open()
+        self.close()
+        _ = self.socket
         self.reconnects += 1
         for job in self._jobs.values():
             if not job.done:
@@ -221,6 +230,7 @@ class Client:
 
     def close(self) -> None:
         if self._socket is not None:
+            self._poller.unregister(self._socket)
             self._socket.close(linger=0)
             self._socket = None
 
@@ -237,17 +247,21 @@ class Client:
 
     def _receive(self, timeout: float) -> Message | None:
         """The next decodable message within `timeout` seconds (None on silence)."""
-        deadline = time.monotonic() + max(timeout, 0.0)
         socket = self.socket
+        deadline = None
         while True:
-            if not socket.get(zmq.EVENTS) & zmq.POLLIN:  # cheaper than a recv that raises Again
+            if not socket.getsockopt(_EVENTS) & _POLLIN:  # cheaper than a recv that raises Again
+                if deadline is None:
+                    deadline = time.monotonic() + max(timeout, 0.0)
                 remaining_ms = int((deadline - time.monotonic()) * 1000)
-                if remaining_ms <= 0 or not socket.poll(remaining_ms, zmq.POLLIN):
+                if remaining_ms <= 0 or not self._poller.poll(remaining_ms):
                     return None
             try:
-                frames = socket.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+                frames = [socket.recv(_NOBLOCK, copy=False)]
             except zmq.Again:
                 continue
+            while frames[-1].more:  # the rest of a multipart message is always there with its first part
+                frames.append(socket.recv(_NOBLOCK, copy=False))
             try:
                 return decode(frames, max_message_bytes=self.max_message_bytes)
             except ProtocolError:
@@ -256,6 +270,11 @@ class Client:
     def _dispatch(self, message: Message) -> None:
         job = self._jobs.get(message.job) if message.job else None
         if job is not None:
+            if message.TYPE == "frames":
+                from shared_proto import FrameReply
+                for i, im in zip(message.indices, message.images):
+                    job._receive(FrameReply(id=message.id, job=message.job, index=i, image=im))
+                return
             job._receive(message)
 
     def poll(self, timeout: float = 0.0) -> int:
