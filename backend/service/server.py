@@ -58,6 +58,9 @@ from .workspace import Workspace
 
 log = logging.getLogger("keyface.backend")
 
+_POLLIN, _POLLOUT = int(zmq.POLLIN), int(zmq.POLLOUT)  # plain ints: enum flag arithmetic is slow per frame
+_SEND_PART, _SEND_LAST = int(zmq.NOBLOCK | zmq.SNDMORE), int(zmq.NOBLOCK)
+
 OUTBOX_LIMIT = 16
 """Replies waiting for slow clients before the I/O thread stops taking more from the workers."""
 REPLY_QUEUE_LIMIT = 8
@@ -191,16 +194,19 @@ class Server:
         poller.register(router, zmq.POLLIN)
         poller.register(wake, zmq.POLLIN)
         trust_room = True  # POLLOUT on the ROUTER means room for the replies waiting (see below)
+        router_events = _POLLIN
         try:
             while not self._io_stop.is_set() or (time.monotonic() < self._flush_deadline
                                                   and (self._pending or self._replies)):
                 wake_on_room = bool(self._pending) and trust_room
-                poller.modify(router, zmq.POLLIN | (zmq.POLLOUT if wake_on_room else 0))
+                if router_events != (wanted := _POLLIN | (_POLLOUT if wake_on_room else 0)):
+                    poller.modify(router, wanted)
+                    router_events = wanted
                 # replies queued by workers are taken at once, unless slow clients already hold OUTBOX_LIMIT
                 # of them (then the queue fills and the workers wait: back-pressure)
                 ready = self._replies and self._pending < OUTBOX_LIMIT
                 events = dict(poller.poll(0 if ready else 100 if wake_on_room or not self._pending else RETRY_MS))
-                if events.get(router, 0) & zmq.POLLIN:
+                if events.get(router, 0) & _POLLIN:
                     self._receive_requests(router)
                 if events.get(wake):
                     self._drain_wake_ups(wake)
@@ -210,7 +216,7 @@ class Server:
                     # with ROUTER_MANDATORY, POLLOUT means *some* client has room: when it woke us and
                     # nothing could be sent, the room is another client's, so retry on a timer instead
                     # of spinning until something is sent again
-                    trust_room = sent or not events.get(router, 0) & zmq.POLLOUT
+                    trust_room = sent or not events.get(router, 0) & _POLLOUT
         finally:
             router.close(linger=1000)  # let what ZeroMQ already holds reach the clients
             wake.close(linger=0)
@@ -384,7 +390,7 @@ class Server:
             box = self._outbox[peer]
             while box:
                 try:
-                    router.send_multipart([peer, *box[0]], flags=zmq.NOBLOCK, copy=False)
+                    self._send(router, peer, box[0])
                 except zmq.Again:  # the client is not reading: keep its replies, up to send_timeout_s
                     since = self._blocked_since.setdefault(peer, now)
                     if now - since > self.config.send_timeout_s:
@@ -402,6 +408,17 @@ class Server:
             if not box:
                 self._outbox.pop(peer, None)
         return self._pending < pending
+
+    @staticmethod
+    def _send(router: zmq.Socket, peer: bytes, frames: list[Any]) -> None:
+        """Send one encoded reply to `peer` without blocking (raises zmq.Again when it has no room).
+
+        ROUTER_MANDATORY checks for room on the first part, so a multipart message is never cut short.
+        """
+        router.send(peer, _SEND_PART)
+        for frame in frames[:-1]:
+            router.send(frame, _SEND_PART, copy=False)
+        router.send(frames[-1], _SEND_LAST, copy=False)
 
     def _drop_peer(self, peer: bytes) -> None:
         self._pending -= len(self._outbox.pop(peer, ()))
