@@ -270,11 +270,6 @@ class Client:
     def _dispatch(self, message: Message) -> None:
         job = self._jobs.get(message.job) if message.job else None
         if job is not None:
-            if message.TYPE == "frames":
-                from shared_proto import FrameReply
-                for i, im in zip(message.indices, message.images):
-                    job._receive(FrameReply(id=message.id, job=message.job, index=i, image=im))
-                return
             job._receive(message)
 
     def poll(self, timeout: float = 0.0) -> int:
