@@ -41,8 +41,8 @@ _REQUIRED_HEADER_KEYS = frozenset({"v", "type", "id", "body", "buffers"})
 _BUFFER_KEYS = frozenset({"name", "dtype", "shape"})
 _HEADER_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 _JSON_AS_IS = frozenset({str, int, bool, type(None)})
-_CONTAINERS = frozenset({dict, list})
 """Exact types that are already JSON (subclasses, such as enums, are converted)."""
+_CONTAINERS = frozenset({dict, list})
 
 
 def _bad(code: ErrorCode, message: str, hint: str = "") -> ProtocolError:
