@@ -131,3 +131,18 @@ def test_frame_validation() -> None:
     rejects(Frame, {"pixels": np.zeros((2, 3, 4), np.float32)}, "float32")
     rejects(Frame, {"pixels": np.full((2, 3, 4), np.inf, np.float16)}, "non-finite")
     rejects(Frame, {"pixels": [[0]]}, "numpy array")
+
+
+@pytest.mark.parametrize("pixels, fragment", [
+    (np.zeros((2, 3, 3), np.uint8), "[H, W, 4]"),
+    (np.zeros((2, 3, 4), np.float32), "float32"),
+    (np.zeros((2, 3, 4), ">f2"), "uint8 or float16"),
+    (np.full((2, 3, 4), np.nan, np.float16), "non-finite"),
+    ([[0]], "numpy array"),
+])
+def test_frame_and_progress_messages_check_their_images_like_frame(pixels, fragment) -> None:
+    from shared_proto import FrameReply, Progress
+
+    rejects(Frame, {"pixels": pixels}, fragment)
+    rejects(FrameReply, {"id": "r", "job": "j", "image": pixels}, fragment)
+    rejects(Progress, {"id": "r", "job": "j", "stage": "s", "preview": pixels}, fragment)
