@@ -13,6 +13,7 @@ checks every size before touching the bytes, enforces limits, and never unpickle
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import math
 import re
@@ -21,7 +22,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from .errors import ErrorCode, ProtocolError
-from .messages import MESSAGE_TYPES, PROTOCOL_VERSION, Message
+from .messages import MESSAGE_TYPES, PROTOCOL_VERSION, FrameReply, Message
 
 ALLOWED_DTYPES: dict[str, np.dtype] = {
     name: np.dtype(name)
@@ -54,6 +55,15 @@ def _bad(code: ErrorCode, message: str, hint: str = "") -> ProtocolError:
 
 def encode(message: Message) -> list[bytes | memoryview]:
     """Message -> [header, buffer0, buffer1, ...]. Arrays are sent without copying when already contiguous LE."""
+    if type(message) is FrameReply and not message.meta:
+        frames = _encode_frame(message)
+        if frames is not None:
+            return frames
+    return _encode_any(message)
+
+
+def _encode_any(message: Message) -> list[bytes | memoryview]:
+    """The general path of `encode`, for every message."""
     buffers: list[dict[str, Any]] = []
     payloads: list[bytes | memoryview] = []
     body = _to_json(message.body(), "body", buffers, payloads)
@@ -64,6 +74,32 @@ def encode(message: Message) -> list[bytes | memoryview]:
         raise ValueError(f"the {message.TYPE} header is {len(encoded)} bytes (limit {MAX_HEADER_BYTES}); send "
                          "bulky values as arrays or as an asset")
     return [encoded, *payloads]
+
+
+def _encode_frame(message: FrameReply) -> list[bytes | memoryview] | None:
+    """The streamed message's fast path: the bytes `encode` writes, from a header cached per job and image size.
+
+    None when the general path is needed (an image that is not C-contiguous little-endian).
+    """
+    image = message.image  # [H, W, 4] uint8 or float16, checked by FrameReply
+    if not image.flags.c_contiguous or image.dtype.str not in _FRAME_WIRE_DTYPES:
+        return None
+    before, after = _frame_header(message.id, message.job, image.dtype.str, image.shape)
+    return [b"%s%d%s" % (before, message.index, after), memoryview(image).cast("B")]
+
+
+_FRAME_WIRE_DTYPES = frozenset({"|u1", "<f2"})
+
+
+@functools.lru_cache(maxsize=64)
+def _frame_header(request_id: str, job: str | None, dtype: str, shape: tuple[int, ...]) -> tuple[bytes, bytes]:
+    """A frame reply's header (empty meta) as the general path writes it: the bytes before and after the index."""
+    image = "0:body.image"  # the name the general path gives the first buffer at body.image
+    start = {"v": PROTOCOL_VERSION, "type": FrameReply.TYPE, "id": request_id, "job": job}
+    end = [{"name": image, "dtype": dtype, "shape": list(shape)}]
+    return (_HEADER_ENCODER.encode(start)[:-1].encode() + b',"body":{"index":',
+            b',"image":{"%s":"%s"},"meta":{}},"buffers":%s}' % (BUFFER_REF.encode(), image.encode(),
+                                                             _HEADER_ENCODER.encode(end).encode()))
 
 
 def _to_json(value: Any, path: str, buffers: list[dict[str, Any]], payloads: list[bytes | memoryview]) -> Any:
