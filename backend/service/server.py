@@ -58,13 +58,15 @@ from .workspace import Workspace
 
 log = logging.getLogger("keyface.backend")
 
-_POLLIN, _POLLOUT = int(zmq.POLLIN), int(zmq.POLLOUT)  # plain ints: enum flag arithmetic is slow per frame
-_SEND_PART, _SEND_LAST = int(zmq.NOBLOCK | zmq.SNDMORE), int(zmq.NOBLOCK)
+_POLLIN, _POLLOUT, _EVENTS = int(zmq.POLLIN), int(zmq.POLLOUT), int(zmq.EVENTS)  # plain ints: enum flag
+_NOBLOCK, _SEND_PART = int(zmq.NOBLOCK), int(zmq.NOBLOCK | zmq.SNDMORE)  # arithmetic is slow per frame
 
 OUTBOX_LIMIT = 16
 """Replies waiting for slow clients before the I/O thread stops taking more from the workers."""
 REPLY_QUEUE_LIMIT = 8
 """Encoded replies waiting for the I/O thread before a worker blocks."""
+REPLY_QUEUE_RESUME = REPLY_QUEUE_LIMIT // 2
+"""A blocked worker resumes once the queue is down to this many (not at the first free slot: fewer wake-ups)."""
 RETRY_MS = 5
 """How long the I/O thread sleeps before retrying replies to a client that had no room."""
 MAX_STATUS_JOBS = 200
@@ -98,6 +100,7 @@ class Server:
         self._inproc = f"inproc://keyface-wake-{id(self)}"
         self._replies: collections.deque[tuple[str, list[Any]]] = collections.deque()  # (job, encoded reply)
         self._replies_room = threading.Condition()
+        self._waiting_workers = 0  # workers blocked on a full reply queue (changed under _replies_room)
         self._stopping = threading.Event()  # workers take no new jobs
         self._io_stop = threading.Event()  # the I/O thread exits after flushing
         self._threads: list[threading.Thread] = []
@@ -358,11 +361,8 @@ class Server:
 
     @staticmethod
     def _drain_wake_ups(wake: zmq.Socket) -> None:
-        while True:
-            try:
-                wake.recv(flags=zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                return
+        while wake.getsockopt(_EVENTS) & _POLLIN:  # not recv until zmq.Again: exceptions cost per frame
+            wake.recv(_NOBLOCK, copy=False)
 
     def _forward_replies(self) -> None:
         """Move the workers' queued replies to the outbox, up to OUTBOX_LIMIT waiting in it."""
@@ -373,14 +373,15 @@ class Server:
             record = self.registry.get(job)
             if record is not None and record.peer is not None:
                 self._enqueue(record.peer, frames)
-        if taken:
+        if taken and self._waiting_workers:
             with self._replies_room:
-                self._replies_room.notify_all()
+                if len(self._replies) <= REPLY_QUEUE_RESUME:
+                    self._replies_room.notify_all()
 
     def _enqueue(self, peer: bytes, frames: list[Any]) -> None:
+        """Queue a reply for `peer`; the I/O loop sends it on its next turn."""
         self._outbox.setdefault(peer, collections.deque()).append(frames)
         self._pending += 1
-        self._flush(self._router)
 
     def _flush(self, router: zmq.Socket) -> bool:
         """Send what the clients have room for; True if anything was sent."""
@@ -418,7 +419,7 @@ class Server:
         router.send(peer, _SEND_PART)
         for frame in frames[:-1]:
             router.send(frame, _SEND_PART, copy=False)
-        router.send(frames[-1], _SEND_LAST, copy=False)
+        router.send(frames[-1], _NOBLOCK, copy=False)
 
     def _drop_peer(self, peer: bytes) -> None:
         self._pending -= len(self._outbox.pop(peer, ()))
@@ -459,10 +460,15 @@ class Server:
         """Queue `message` for the I/O thread (waits while REPLY_QUEUE_LIMIT replies are queued)."""
         frames = encode(message)
         with self._replies_room:
-            while len(self._replies) >= REPLY_QUEUE_LIMIT:
-                if self._io_stop.is_set():
-                    return
-                self._replies_room.wait(0.1)
+            if len(self._replies) >= REPLY_QUEUE_LIMIT:
+                self._waiting_workers += 1
+                try:
+                    while len(self._replies) > REPLY_QUEUE_RESUME:
+                        if self._io_stop.is_set():
+                            return
+                        self._replies_room.wait(0.1)
+                finally:
+                    self._waiting_workers -= 1
             self._replies.append((job, frames))
             was_empty = len(self._replies) == 1
         if was_empty:  # the I/O thread may be asleep in poll: wake it (an undelivered wake-up is one pending)
