@@ -197,7 +197,7 @@ def decode(frames: Sequence[Any], *, max_message_bytes: int = DEFAULT_MAX_MESSAG
     if len(frames) > MAX_BUFFERS + 1:
         raise _bad(ErrorCode.TOO_LARGE, f"{len(frames) - 1} buffers exceed the limit of {MAX_BUFFERS}")
     views = [memoryview(frame).cast("B") for frame in frames]
-    total = sum(view.nbytes for view in views)
+    total = sum(map(len, views))  # bytes: the views are flat
     if total > max_message_bytes:
         raise _bad(ErrorCode.TOO_LARGE, f"message of {total} bytes exceeds the limit of {max_message_bytes}",
                    "send large data in several messages or fetch it as an asset")
@@ -205,8 +205,8 @@ def decode(frames: Sequence[Any], *, max_message_bytes: int = DEFAULT_MAX_MESSAG
     arrays = _decode_buffers(header["buffers"], views[1:])
     used: set[str] = set()
     body = _resolve_refs(header["body"], arrays, used)
-    unused = sorted(set(arrays) - used)
-    if unused:
+    if len(used) < len(arrays):
+        unused = sorted(set(arrays) - used)
         raise _bad(ErrorCode.BAD_BUFFER, f"buffers {unused[:5]} are not referenced by the body")
     cls = MESSAGE_TYPES[header["type"]]
     try:
@@ -273,10 +273,9 @@ def _decode_buffers(specs: list[Any], views: list[memoryview]) -> dict[str, np.n
         if expected != view.nbytes:
             raise _bad(ErrorCode.BAD_BUFFER, f"buffer {name!r} claims {dtype_name} {shape} = {expected} bytes "
                        f"but {view.nbytes} bytes arrived")
-        array = np.frombuffer(view, dtype=dtype).reshape(shape)
+        array = np.ndarray(shape, dtype, buffer=view.toreadonly())  # read-only, over the received bytes
         if dtype.kind == "f" and not np.all(np.isfinite(array)):
             raise _bad(ErrorCode.BAD_VALUE, f"buffer {name!r} contains NaN or infinity")
-        array.flags.writeable = False
         arrays[name] = array
     return arrays
 
