@@ -50,7 +50,8 @@ from shared_proto import (
 )
 
 
-_EVENTS, _POLLIN, _NOBLOCK = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.NOBLOCK)  # plain ints: enum flags are slow
+# plain ints: pyzmq's enum flags are slow in per-message arithmetic
+_EVENTS, _POLLIN, _NOBLOCK, _RCVTIMEO = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.NOBLOCK), int(zmq.RCVTIMEO)
 
 
 class BackendUnavailable(ConnectionError):
@@ -196,7 +197,7 @@ class Client:
             self._curve = (server_public, client_public, client_secret)
         self._context = zmq.Context.instance()
         self._socket: zmq.Socket | None = None
-        self._poller = zmq.Poller()
+        self._receive_timeout_ms = -1  # the socket's RCVTIMEO
         self._jobs: dict[str, Job] = {}
         self.welcome: Welcome | None = None
         self.reconnects = 0
@@ -216,7 +217,7 @@ class Client:
     def socket(self) -> zmq.Socket:
         if self._socket is None:
             self._socket = self._open()
-            self._poller.register(self._socket, zmq.POLLIN)
+            self._receive_timeout_ms = -1
         return self._socket
 
     def _reconnect(self) -> None:
@@ -230,7 +231,6 @@ class Client:
 
     def close(self) -> None:
         if self._socket is not None:
-            self._poller.unregister(self._socket)
             self._socket.close(linger=0)
             self._socket = None
 
@@ -248,18 +248,24 @@ class Client:
     def _receive(self, timeout: float) -> Message | None:
         """The next decodable message within `timeout` seconds (None on silence)."""
         socket = self.socket
-        deadline = None
+        deadline = time.monotonic() + timeout
         while True:
-            if not socket.getsockopt(_EVENTS) & _POLLIN:  # cheaper than a recv that raises Again
-                if deadline is None:
-                    deadline = time.monotonic() + max(timeout, 0.0)
-                remaining_ms = int((deadline - time.monotonic()) * 1000)
-                if remaining_ms <= 0 or not self._poller.poll(remaining_ms):
+            if timeout <= 0:  # a look without waiting: cheaper than a recv that raises zmq.Again
+                if not socket.getsockopt(_EVENTS) & _POLLIN:
                     return None
+                flags = _NOBLOCK
+            else:  # one blocking recv: it returns at once when a message is there
+                wait_ms = int((deadline - time.monotonic()) * 1000)
+                if wait_ms <= 0:
+                    return None
+                if wait_ms != self._receive_timeout_ms:
+                    socket.setsockopt(_RCVTIMEO, wait_ms)
+                    self._receive_timeout_ms = wait_ms
+                flags = 0
             try:
-                frames = [socket.recv(_NOBLOCK, copy=False)]
+                frames = [socket.recv(flags, copy=False)]
             except zmq.Again:
-                continue
+                return None
             while frames[-1].more:  # the rest of a multipart message is always there with its first part
                 frames.append(socket.recv(_NOBLOCK, copy=False))
             try:
@@ -366,9 +372,10 @@ class Client:
         return destination
 
     def _wait_for_job(self, job: Job, remaining: float | None) -> None:
-        """Wait up to one `timeout` for the job's next reply; ping (and re-attach) a silent backend."""
-        step = self.timeout if remaining is None else min(self.timeout, remaining)
-        self.poll(step)
+        """Wait up to one `timeout` for the next reply; ping (and re-attach) a silent backend."""
+        message = self._receive(self.timeout if remaining is None else min(self.timeout, remaining))
+        if message is not None:
+            self._dispatch(message)
         if not job.done and time.monotonic() - job.last_heard >= self.timeout:
             reply = self.request(Status(id=new_request_id(), job=job.id, attach=True), (Jobs,))
             job._receive(reply)
