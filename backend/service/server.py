@@ -214,12 +214,14 @@ class Server:
                 if events.get(wake):
                     self._drain_wake_ups(wake)
                 self._forward_replies()
-                if self._pending:
+                # with ROUTER_MANDATORY, POLLOUT means *some* client has room; asked for and not set, no client
+                # has any, and a send would only fail
+                room = events.get(router, 0) & _POLLOUT
+                if self._pending and (room or not wake_on_room):
                     sent = self._flush(router)
-                    # with ROUTER_MANDATORY, POLLOUT means *some* client has room: when it woke us and
-                    # nothing could be sent, the room is another client's, so retry on a timer instead
-                    # of spinning until something is sent again
-                    trust_room = sent or not events.get(router, 0) & _POLLOUT
+                    # when POLLOUT woke us and nothing could be sent, the room is another client's: retry on a
+                    # timer instead of spinning until something is sent again
+                    trust_room = sent or not room
         finally:
             router.close(linger=1000)  # let what ZeroMQ already holds reach the clients
             wake.close(linger=0)
