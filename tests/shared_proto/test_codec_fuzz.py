@@ -10,15 +10,24 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from shared_proto import ALLOWED_DTYPES, PROTOCOL_VERSION, ProtocolError, Result, decode, encode
+from shared_proto.codec import BUFFER_REF
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
-    max_leaves=20,
-)
+
+def json_trees(keys: st.SearchStrategy[str]) -> st.SearchStrategy:
+    """JSON values: scalars, and lists and objects (with keys drawn from `keys`) of them."""
+    return st.recursive(
+        st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False, allow_infinity=False)
+        | st.text(max_size=20),
+        lambda children: st.lists(children, max_size=4) | st.dictionaries(keys, children, max_size=4),
+        max_leaves=20,
+    )
+
+
+json_values = json_trees(st.text(max_size=8))
+sendable_json_values = json_trees(st.text(max_size=8).filter(lambda key: key != BUFFER_REF))
+"""JSON that `encode` sends (it refuses the key the protocol reserves for buffer references)."""
 
 
 def decode_or_protocol_error(frames) -> None:
@@ -80,7 +89,7 @@ def test_mutated_valid_messages(data) -> None:
 @given(hnp.arrays(dtype=st.sampled_from([np.dtype(d) for d in ALLOWED_DTYPES]),
                   shape=hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=5),
                   elements={"allow_nan": False, "allow_infinity": False}),
-       json_values)
+       sendable_json_values)
 def test_round_trip_any_array(array, extra) -> None:
     decoded = decode(encode(Result(id="r", result={"array": array, "extra": extra})))
     out = decoded.result["array"]
