@@ -102,6 +102,56 @@ def _frame_header(request_id: str, job: str | None, dtype: str, shape: tuple[int
                                                              _HEADER_ENCODER.encode(end).encode()))
 
 
+_INDEX_AT = b',"body":{"index":'
+_AFTER_INDEX = b',"image":'
+_MAX_FRAME_HEADER = 2048
+"""Longer headers are not frame headers `_frame_header` writes (ids are at most 128 characters)."""
+_KNOWN_FRAME_HEADERS_LIMIT = 64
+_known_frame_headers: dict[tuple[bytes, bytes], tuple[str, str | None, np.dtype, tuple[int, ...], int]] = {}
+"""(bytes before, bytes after the index) of frame headers the general path decoded -> what they say:
+(id, job, dtype, shape, image bytes)."""
+
+
+def _remember_frame_header(message: FrameReply, header: memoryview) -> None:
+    """Let `_decode_known_frame` take the next frames of this stream, if `header` is the one encode writes."""
+    image = message.image
+    if message.meta or len(header) > _MAX_FRAME_HEADER:
+        return
+    before, after = _frame_header(message.id, message.job, image.dtype.str, image.shape)
+    if bytes(header) != b"%s%d%s" % (before, message.index, after):  # written by something else: never fast
+        return
+    if len(_known_frame_headers) >= _KNOWN_FRAME_HEADERS_LIMIT:
+        _known_frame_headers.clear()
+    _known_frame_headers[before, after] = (message.id, message.job, image.dtype, image.shape, image.nbytes)
+
+
+def _decode_known_frame(header: memoryview, image: memoryview) -> FrameReply | None:
+    """The streamed message's fast path: a frame reply whose header is a remembered one but for its index.
+
+    Gives what the general path gives such a header, without parsing it again; None for any other
+    message, or anything the general path would reject (it then decodes, or rejects, it itself).
+    """
+    if len(header) > _MAX_FRAME_HEADER:
+        return None
+    raw = bytes(header)
+    start = raw.find(_INDEX_AT) + len(_INDEX_AT)
+    end = raw.find(_AFTER_INDEX, start)
+    known = _known_frame_headers.get((raw[:start], raw[end:])) if start >= len(_INDEX_AT) and end >= 0 else None
+    if known is None:
+        return None
+    digits = raw[start:end]  # a JSON integer >= 0: ASCII digits, no leading zero
+    if not digits.isdigit() or len(digits) > 18 or (digits[0] == 0x30 and len(digits) > 1):
+        return None
+    request_id, job, dtype, shape, nbytes = known
+    if len(image) != nbytes:
+        return None
+    try:  # FrameReply checks the pixels (a float16 image must be finite)
+        return FrameReply(id=request_id, job=job, index=int(digits),
+                          image=np.ndarray(shape, dtype, buffer=image.toreadonly()))
+    except ProtocolError:
+        return None
+
+
 def _to_json(value: Any, path: str, buffers: list[dict[str, Any]], payloads: list[bytes | memoryview]) -> Any:
     """`value` as JSON, its arrays moved to `payloads` (described in `buffers`) and replaced by references.
 
@@ -201,6 +251,15 @@ def decode(frames: Sequence[Any], *, max_message_bytes: int = DEFAULT_MAX_MESSAG
     if total > max_message_bytes:
         raise _bad(ErrorCode.TOO_LARGE, f"message of {total} bytes exceeds the limit of {max_message_bytes}",
                    "send large data in several messages or fetch it as an asset")
+    if len(views) == 2:
+        message = _decode_known_frame(views[0], views[1])
+        if message is not None:
+            return message
+    return _decode_any(views)
+
+
+def _decode_any(views: list[memoryview]) -> Message:
+    """The general path of `decode`, for every message (its size already checked)."""
     header = _parse_header(views[0])
     arrays = _decode_buffers(header["buffers"], views[1:])
     used: set[str] = set()
@@ -210,9 +269,12 @@ def decode(frames: Sequence[Any], *, max_message_bytes: int = DEFAULT_MAX_MESSAG
         raise _bad(ErrorCode.BAD_BUFFER, f"buffers {unused[:5]} are not referenced by the body")
     cls = MESSAGE_TYPES[header["type"]]
     try:
-        return cls(id=header["id"], job=header["job"], **body)
+        message = cls(id=header["id"], job=header["job"], **body)
     except TypeError as error:  # unknown or missing fields
         raise _bad(ErrorCode.BAD_MESSAGE, f"bad body for {header['type']!r}: {error}") from None
+    if cls is FrameReply and len(views) == 2:
+        _remember_frame_header(message, views[0])
+    return message
 
 
 def _parse_header(view: memoryview) -> dict[str, Any]:
