@@ -16,12 +16,17 @@ the two runs back to back, so the machine's drift over seconds cancels), and `pa
 receivers run in this process with the same malloc settings as the
 backend (`backend.service.allocator`), so 1 MiB message buffers are reused rather than re-faulted.
 
-    python bench/ipc.py [--frames 2000] [--size 512] [--repeats 7]
+With --cpu (Linux), `cpu_us_per_frame` also says where the CPU time goes in each pair: microseconds of CPU per
+frame in the sending and the receiving process, ZeroMQ's I/O threads apart from the Python threads, summed
+over the repeats from the first frame's arrival to the last (from /proc, in 10 ms clock ticks).
+
+    python bench/ipc.py [--frames 2000] [--size 512] [--repeats 7] [--cpu]
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import statistics
@@ -38,7 +43,41 @@ RAW_POOL = 64
 """Distinct buffers the raw sender cycles through in the `distinct` pair (64 MiB at 512x512)."""
 
 
-def keyface_run(client, frames: int, size: int, static: bool) -> float:
+class ThreadCpu:
+    """CPU seconds the threads of a sender and a receiver process use between `start()` and `stop()`."""
+
+    def __init__(self, sender: int | None, receiver: int) -> None:
+        self.pids = {"sender": sender, "receiver": receiver}
+        self.used: collections.Counter[str] = collections.Counter()
+        self._started: collections.Counter[str] = collections.Counter()
+
+    def _sample(self) -> collections.Counter[str]:
+        """{'sender_zmq_io' | 'sender_python' | 'receiver_...': CPU seconds so far} (Linux /proc)."""
+        totals: collections.Counter[str] = collections.Counter()
+        for role, pid in self.pids.items():
+            for tid in os.listdir(f"/proc/{pid}/task") if pid else ():
+                try:
+                    with open(f"/proc/{pid}/task/{tid}/stat") as handle:
+                        stat = handle.read()
+                except FileNotFoundError:  # a thread that just ended
+                    continue
+                name = stat[stat.index("(") + 1 : stat.rindex(")")]
+                ticks = stat[stat.rindex(")") + 2 :].split()[11:13]  # utime, stime
+                kind = "zmq_io" if name.startswith("ZMQbg") else "python"
+                totals[f"{role}_{kind}"] += sum(map(int, ticks)) / os.sysconf("SC_CLK_TCK")
+        return totals
+
+    def start(self) -> None:
+        if self.pids["sender"]:
+            self._started = self._sample()
+
+    def stop(self) -> None:
+        if self.pids["sender"]:
+            self.used.update(self._sample())
+            self.used.subtract(self._started)
+
+
+def keyface_run(client, frames: int, size: int, static: bool, cpu: ThreadCpu) -> float:
     """Seconds from the first to the last frame of a test_pattern job."""
     from shared_proto import FrameReply
 
@@ -48,8 +87,11 @@ def keyface_run(client, frames: int, size: int, static: bool) -> float:
     for reply in job.replies(timeout=600):
         if isinstance(reply, FrameReply):
             last = time.perf_counter()
-            first = first or last
+            if first is None:
+                first = last
+                cpu.start()
             received += 1
+    cpu.stop()
     if received != frames or job.result is None:
         raise RuntimeError(f"received {received} of {frames} frames ({job.failure})")
     return last - first
@@ -66,22 +108,28 @@ def raw_sender(endpoint: str, frames: int, nbytes: int, pool: int) -> None:
         socket.send(payloads[index % pool], copy=False)
     socket.close(linger=-1)
     context.term()  # returns once every message has left, while `payloads` are still alive
+    sys.stdin.read()  # the receiver may still be reading this process's CPU time
 
 
-def raw_run(frames: int, nbytes: int, pool: int) -> float:
+def raw_run(frames: int, nbytes: int, pool: int, cpu: ThreadCpu) -> float:
     import zmq
 
     pull = zmq.Context.instance().socket(zmq.PULL)
     port = pull.bind_to_random_port("tcp://127.0.0.1")
     sender = subprocess.Popen([sys.executable, __file__, "--raw-sender", f"tcp://127.0.0.1:{port}",
-                               str(frames), str(nbytes), str(pool)])
+                               str(frames), str(nbytes), str(pool)], stdin=subprocess.PIPE)
+    if cpu.pids["receiver"]:
+        cpu.pids["sender"] = sender.pid
     first = None
     for _ in range(frames):
         message = pull.recv(copy=False)
         assert len(message) == nbytes
-        first = first or time.perf_counter()
+        if first is None:
+            first = time.perf_counter()
+            cpu.start()
     last = time.perf_counter()
-    sender.wait()
+    cpu.stop()
+    sender.communicate()
     pull.close()
     return last - first
 
@@ -91,6 +139,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=2000)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--cpu", action="store_true", help="also report CPU time per frame by thread kind (Linux)")
     parser.add_argument("--raw-sender", nargs=4, metavar=("ENDPOINT", "FRAMES", "BYTES", "POOL"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -102,24 +151,33 @@ def main() -> None:
 
     keep_large_buffers_in_heap()
     nbytes = args.size * args.size * 4
-    seconds: dict[str, list[float]] = {name: [] for name in ("keyface_one", "raw_one", "keyface_distinct",
-                                                            "raw_distinct")}
+    names = ("keyface_one", "raw_one", "keyface_distinct", "raw_distinct")
+    seconds: dict[str, list[float]] = {name: [] for name in names}
     with tempfile.TemporaryDirectory(prefix="keyface-bench-ipc-") as folder:
         from backend.demo import start_backend
 
         backend, endpoint = start_backend(Path(folder) / "ws", Path(folder) / "backend.log", "--device", "cpu")
+        me = os.getpid() if args.cpu else 0
+        cpu = {name: ThreadCpu(backend.pid if name.startswith("keyface") else None, me) for name in names}
         try:
             with Client(endpoint, timeout=30) as client:
-                keyface_run(client, 10, args.size, static=False)  # warm-up
+                keyface_run(client, 10, args.size, False, ThreadCpu(None, 0))  # warm-up
                 for _ in range(args.repeats):
-                    seconds["keyface_one"].append(keyface_run(client, args.frames, args.size, static=True))
-                    seconds["raw_one"].append(raw_run(args.frames, nbytes, pool=1))
-                    seconds["keyface_distinct"].append(keyface_run(client, args.frames, args.size, static=False))
-                    seconds["raw_distinct"].append(raw_run(args.frames, nbytes, pool=RAW_POOL))
+                    seconds["keyface_one"].append(keyface_run(client, args.frames, args.size, True,
+                                                              cpu["keyface_one"]))
+                    seconds["raw_one"].append(raw_run(args.frames, nbytes, 1, cpu["raw_one"]))
+                    seconds["keyface_distinct"].append(keyface_run(client, args.frames, args.size, False,
+                                                                   cpu["keyface_distinct"]))
+                    seconds["raw_distinct"].append(raw_run(args.frames, nbytes, RAW_POOL, cpu["raw_distinct"]))
         finally:
             backend.terminate()
             backend.wait(30)
     intervals = args.frames - 1  # first-to-last spans frames - 1 intervals
+
+    def cpu_us_per_frame(name: str) -> dict[str, float]:
+        used = {kind: round(cpu[name].used[kind] / (intervals * args.repeats) * 1e6, 1) for kind in sorted(
+            f"{role}_{kind}" for role in ("sender", "receiver") for kind in ("zmq_io", "python"))}
+        return {**used, "total": round(sum(used.values()), 1)}
 
     def figures(name: str) -> dict[str, float]:
         fps = intervals / statistics.median(seconds[name])
@@ -134,10 +192,11 @@ def main() -> None:
         "bench": "ipc", "frame": f"{args.size}x{args.size} RGBA uint8 ({nbytes} bytes)", "frames": args.frames,
         "repeats": args.repeats, "transport": "tcp loopback",
         "keyface": result["keyface_one"], "raw_pyzmq": result["raw_one"],
-        "ratio": statistics.median(ratios["one"]), "pair_ratios": ratios["one"],
+        "ratio": round(statistics.median(ratios["one"]), 3), "pair_ratios": ratios["one"],
         "distinct": {"keyface": result["keyface_distinct"], "raw_pyzmq": result["raw_distinct"],
-                     "raw_pool": RAW_POOL, "ratio": statistics.median(ratios["distinct"]),
+                     "raw_pool": RAW_POOL, "ratio": round(statistics.median(ratios["distinct"]), 3),
                      "pair_ratios": ratios["distinct"]},
+        **({"cpu_us_per_frame": {name: cpu_us_per_frame(name) for name in names}} if args.cpu else {}),
     }), flush=True)
 
 
