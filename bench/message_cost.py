@@ -11,6 +11,9 @@ paths a streamed frame takes, each on its own in one thread with warm caches:
       decoded image is a view of the received bytes, so this path does not depend on the frame size,
       and all the messages are queued before the clock starts.
 
+Both take the frame reply's fast paths in `shared_proto.codec` (a stream's headers differ only in the
+index), as a real stream does; each stream's first frame goes the general way.
+
 Figures are microseconds per message, the best of --repeats runs of --messages messages.
 
     python bench/message_cost.py [--messages 3000] [--repeats 7] [--size 512]
