@@ -54,6 +54,12 @@ from shared_proto import (
 _EVENTS, _POLLIN, _NOBLOCK, _RCVTIMEO = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.NOBLOCK), int(zmq.RCVTIMEO)
 
 
+RECEIVE_QUEUE_LIMIT = 64
+"""Replies ZeroMQ keeps for a client that is not reading (each may be a whole frame: 64 MiB at 512x512 RGBA);
+past that the backend holds the rest and the job waits, instead of the client's memory growing (ZeroMQ's
+default of 1000 would let a busy Blender buffer ~1 GiB)."""
+
+
 class BackendUnavailable(ConnectionError):
     """No reply from the backend after every retry."""
 
@@ -208,6 +214,7 @@ class Client:
         socket = self._context.socket(zmq.DEALER)
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes)
+        socket.setsockopt(zmq.RCVHWM, RECEIVE_QUEUE_LIMIT)
         if self._curve is not None:
             socket.curve_serverkey, socket.curve_publickey, socket.curve_secretkey = self._curve
         socket.connect(self.address)

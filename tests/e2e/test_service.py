@@ -7,6 +7,7 @@ import signal
 import socket
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -161,6 +162,28 @@ def test_clients_that_vanish_or_stop_reading_do_not_wedge_the_server(make_backen
     assert states["vanishing"] == states["stalled"] == "done"
     stalled.close(linger=0)
     assert backend.alive()
+
+
+def tcp_buffer_frames(frame_bytes: int) -> int:
+    """Frames a loopback TCP connection's send and receive buffers can hold at most (Linux; 16 MiB elsewhere)."""
+    try:
+        buffers = sum(int(Path(f"/proc/sys/net/ipv4/tcp_{kind}").read_text().split()[2]) for kind in ("rmem", "wmem"))
+    except (OSError, ValueError, IndexError):
+        buffers = 16 * 1024 * 1024
+    return buffers // frame_bytes + 1
+
+
+def test_a_client_that_stops_reading_holds_its_job_back(shared_backend) -> None:
+    """The client keeps a bounded number of replies (not ~1 GiB of frames); past it the job waits for it."""
+    from backend.service.server import OUTBOX_LIMIT, REPLY_QUEUE_LIMIT
+    from shared_client.client import RECEIVE_QUEUE_LIMIT
+
+    with client_for(shared_backend) as reader, client_for(shared_backend) as watcher:
+        job = reader.submit("test_pattern", {"count": 2000, "width": 512, "height": 512})
+        time.sleep(2.0)  # unthrottled, the backend streams these 2,000 MiB in well under a second
+        held = RECEIVE_QUEUE_LIMIT + OUTBOX_LIMIT + REPLY_QUEUE_LIMIT + tcp_buffer_frames(512 * 512 * 4) + 4
+        assert watcher.status(job.id)[0]["step"] <= held  # + 4: frames inside ZeroMQ's I/O threads
+        assert sum(isinstance(reply, FrameReply) for reply in job.replies(timeout=120)) == 2000
 
 
 def test_lazy_pirate_survives_a_backend_that_starts_late(make_backend) -> None:
