@@ -44,18 +44,20 @@ RAW_POOL = 64
 
 
 class ThreadCpu:
-    """CPU seconds the threads of a sender and a receiver process use between `start()` and `stop()`."""
+    """CPU seconds the threads of a sending process and of this (receiving) one use between `start()` and `stop()`."""
 
-    def __init__(self, sender: int | None, receiver: int) -> None:
-        self.pids = {"sender": sender, "receiver": receiver}
+    def __init__(self, sender: int = 0) -> None:
+        self.sender = sender
+        """The sending process (raw runs set it per run)."""
         self.used: collections.Counter[str] = collections.Counter()
         self._started: collections.Counter[str] = collections.Counter()
 
     def _sample(self) -> collections.Counter[str]:
         """{'sender_zmq_io' | 'sender_python' | 'receiver_...': CPU seconds so far} (Linux /proc)."""
         totals: collections.Counter[str] = collections.Counter()
-        for role, pid in self.pids.items():
-            for tid in os.listdir(f"/proc/{pid}/task") if pid else ():
+        tick = os.sysconf("SC_CLK_TCK")
+        for role, pid in (("sender", self.sender), ("receiver", os.getpid())):
+            for tid in os.listdir(f"/proc/{pid}/task"):
                 try:
                     with open(f"/proc/{pid}/task/{tid}/stat") as handle:
                         stat = handle.read()
@@ -64,20 +66,18 @@ class ThreadCpu:
                 name = stat[stat.index("(") + 1 : stat.rindex(")")]
                 ticks = stat[stat.rindex(")") + 2 :].split()[11:13]  # utime, stime
                 kind = "zmq_io" if name.startswith("ZMQbg") else "python"
-                totals[f"{role}_{kind}"] += sum(map(int, ticks)) / os.sysconf("SC_CLK_TCK")
+                totals[f"{role}_{kind}"] += sum(map(int, ticks)) / tick
         return totals
 
     def start(self) -> None:
-        if self.pids["sender"]:
-            self._started = self._sample()
+        self._started = self._sample()
 
     def stop(self) -> None:
-        if self.pids["sender"]:
-            self.used.update(self._sample())
-            self.used.subtract(self._started)
+        self.used.update(self._sample())
+        self.used.subtract(self._started)
 
 
-def keyface_run(client, frames: int, size: int, static: bool, cpu: ThreadCpu) -> float:
+def keyface_run(client, frames: int, size: int, static: bool, cpu: ThreadCpu | None = None) -> float:
     """Seconds from the first to the last frame of a test_pattern job."""
     from shared_proto import FrameReply
 
@@ -89,9 +89,11 @@ def keyface_run(client, frames: int, size: int, static: bool, cpu: ThreadCpu) ->
             last = time.perf_counter()
             if first is None:
                 first = last
-                cpu.start()
+                if cpu:
+                    cpu.start()
             received += 1
-    cpu.stop()
+    if cpu:
+        cpu.stop()
     if received != frames or job.result is None:
         raise RuntimeError(f"received {received} of {frames} frames ({job.failure})")
     return last - first
@@ -111,24 +113,26 @@ def raw_sender(endpoint: str, frames: int, nbytes: int, pool: int) -> None:
     sys.stdin.read()  # the receiver may still be reading this process's CPU time
 
 
-def raw_run(frames: int, nbytes: int, pool: int, cpu: ThreadCpu) -> float:
+def raw_run(frames: int, nbytes: int, pool: int, cpu: ThreadCpu | None = None) -> float:
     import zmq
 
     pull = zmq.Context.instance().socket(zmq.PULL)
     port = pull.bind_to_random_port("tcp://127.0.0.1")
     sender = subprocess.Popen([sys.executable, __file__, "--raw-sender", f"tcp://127.0.0.1:{port}",
                                str(frames), str(nbytes), str(pool)], stdin=subprocess.PIPE)
-    if cpu.pids["receiver"]:
-        cpu.pids["sender"] = sender.pid
+    if cpu:
+        cpu.sender = sender.pid
     first = None
     for _ in range(frames):
         message = pull.recv(copy=False)
         assert len(message) == nbytes
         if first is None:
             first = time.perf_counter()
-            cpu.start()
+            if cpu:
+                cpu.start()
     last = time.perf_counter()
-    cpu.stop()
+    if cpu:
+        cpu.stop()
     sender.communicate()
     pull.close()
     return last - first
@@ -157,26 +161,26 @@ def main() -> None:
         from backend.demo import start_backend
 
         backend, endpoint = start_backend(Path(folder) / "ws", Path(folder) / "backend.log", "--device", "cpu")
-        me = os.getpid() if args.cpu else 0
-        cpu = {name: ThreadCpu(backend.pid if name.startswith("keyface") else None, me) for name in names}
+        cpu = ({name: ThreadCpu(backend.pid if name.startswith("keyface") else 0) for name in names}
+               if args.cpu else {})
         try:
             with Client(endpoint, timeout=30) as client:
-                keyface_run(client, 10, args.size, False, ThreadCpu(None, 0))  # warm-up
+                keyface_run(client, 10, args.size, static=False)  # warm-up
                 for _ in range(args.repeats):
                     seconds["keyface_one"].append(keyface_run(client, args.frames, args.size, True,
-                                                              cpu["keyface_one"]))
-                    seconds["raw_one"].append(raw_run(args.frames, nbytes, 1, cpu["raw_one"]))
+                                                              cpu.get("keyface_one")))
+                    seconds["raw_one"].append(raw_run(args.frames, nbytes, 1, cpu.get("raw_one")))
                     seconds["keyface_distinct"].append(keyface_run(client, args.frames, args.size, False,
-                                                                   cpu["keyface_distinct"]))
-                    seconds["raw_distinct"].append(raw_run(args.frames, nbytes, RAW_POOL, cpu["raw_distinct"]))
+                                                                   cpu.get("keyface_distinct")))
+                    seconds["raw_distinct"].append(raw_run(args.frames, nbytes, RAW_POOL, cpu.get("raw_distinct")))
         finally:
             backend.terminate()
             backend.wait(30)
     intervals = args.frames - 1  # first-to-last spans frames - 1 intervals
 
     def cpu_us_per_frame(name: str) -> dict[str, float]:
-        used = {kind: round(cpu[name].used[kind] / (intervals * args.repeats) * 1e6, 1) for kind in sorted(
-            f"{role}_{kind}" for role in ("sender", "receiver") for kind in ("zmq_io", "python"))}
+        used = {key: round(cpu[name].used[key] / (intervals * args.repeats) * 1e6, 1)
+                for key in (f"{role}_{kind}" for role in ("sender", "receiver") for kind in ("zmq_io", "python"))}
         return {**used, "total": round(sum(used.values()), 1)}
 
     def figures(name: str) -> dict[str, float]:
