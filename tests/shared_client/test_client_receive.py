@@ -39,9 +39,9 @@ def submit(router: zmq.Socket, client: Client, job: str = "j1"):
     result: list = []
     thread = threading.Thread(target=lambda: result.append(accept(router, job)))
     thread.start()
-    job = client.submit("test_pattern")
+    handle = client.submit("test_pattern")
     thread.join()
-    return job, result[0]
+    return handle, result[0]
 
 
 def test_poll_without_waiting_returns_at_once(fake_backend) -> None:
